@@ -1,0 +1,69 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Elect.Modeling;
+
+/// <summary>Process-wide libtorch initialisation and device / dtype parsing.</summary>
+public static class TorchRuntime
+{
+    private static readonly object Gate = new();
+    private static bool _cpu, _cuda;
+
+    /// <summary>Initialises libtorch for <paramref name="device"/> (idempotent, thread-safe).</summary>
+    public static void Initialize(Device device)
+    {
+        lock (Gate)
+        {
+            if (device.type == DeviceType.CUDA)
+            {
+                if (_cuda) return;
+                torch.InitializeDeviceType(DeviceType.CUDA);
+                if (!torch.cuda.is_available())
+                    throw new InvalidOperationException("CUDA was requested but libtorch reports no usable CUDA device (is a CUDA libtorch on the library path?)");
+                _cuda = _cpu = true;
+            }
+            else
+            {
+                if (_cpu) return;
+                torch.InitializeDeviceType(DeviceType.CPU);
+                _cpu = true;
+            }
+        }
+    }
+
+    /// <summary>Initialises for the CPU.</summary>
+    public static void Initialize() => Initialize(torch.CPU);
+
+    /// <summary>Parses "cpu", "cuda", "cuda:1" or "auto" (CUDA when available).</summary>
+    public static Device ParseDevice(string text)
+    {
+        var s = text.Trim().ToLowerInvariant();
+        if (s == "auto")
+        {
+            try
+            {
+                Initialize(torch.CUDA);
+                return torch.CUDA;
+            }
+            catch (Exception e) when (e is InvalidOperationException or NotSupportedException or DllNotFoundException or TypeInitializationException)
+            {
+                Initialize();
+                return torch.CPU;
+            }
+        }
+        if (s == "cpu") return torch.CPU;
+        if (s == "cuda") return torch.CUDA;
+        if (s.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(s[5..], out var idx) && idx >= 0)
+            return new Device(DeviceType.CUDA, idx);
+        throw new ArgumentException($"unknown device '{text}' (expected cpu, cuda, cuda:N or auto)");
+    }
+
+    /// <summary>Parses "fp32"/"float32", "fp16"/"float16", "bf16"/"bfloat16".</summary>
+    public static ScalarType ParseDType(string text) => text.Trim().ToLowerInvariant() switch
+    {
+        "fp32" or "float32" or "float" => ScalarType.Float32,
+        "fp16" or "float16" or "half" => ScalarType.Float16,
+        "bf16" or "bfloat16" => ScalarType.BFloat16,
+        _ => throw new ArgumentException($"unknown dtype '{text}' (expected fp32, fp16 or bf16)"),
+    };
+}
