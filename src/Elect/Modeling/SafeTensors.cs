@@ -112,4 +112,50 @@ public static class SafeTensors
             consume(info, t);
         }
     }
+
+    /// <summary>The safetensors dtype string of a TorchSharp scalar type.</summary>
+    public static string ToDTypeString(ScalarType t) => t switch
+    {
+        ScalarType.Float64 => "F64",
+        ScalarType.Float32 => "F32",
+        ScalarType.Float16 => "F16",
+        ScalarType.BFloat16 => "BF16",
+        ScalarType.Int64 => "I64",
+        ScalarType.Int32 => "I32",
+        ScalarType.Int16 => "I16",
+        ScalarType.Int8 => "I8",
+        ScalarType.Byte => "U8",
+        ScalarType.Bool => "BOOL",
+        _ => throw new NotSupportedException($"dtype {t} cannot be stored in safetensors"),
+    };
+
+    /// <summary>Writes tensors (any device; stored as they are) to a safetensors file, names sorted.</summary>
+    public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var names = tensors.Keys.OrderBy(k => k, StringComparer.Ordinal).ToArray();
+        var header = new Dictionary<string, object>();
+        if (metadata is { Count: > 0 }) header["__metadata__"] = metadata;
+        long offset = 0;
+        var blobs = new List<byte[]>();
+        foreach (var name in names)
+        {
+            using var t = tensors[name].detach().cpu().contiguous();
+            var bytes = t.numel() == 0 ? [] : t.bytes.ToArray();
+            header[name] = new Dictionary<string, object>
+            {
+                ["dtype"] = ToDTypeString(t.dtype),
+                ["shape"] = t.shape,
+                ["data_offsets"] = new[] { offset, offset + bytes.Length },
+            };
+            offset += bytes.Length;
+            blobs.Add(bytes);
+        }
+        var json = JsonSerializer.SerializeToUtf8Bytes(header);
+        int pad = (8 - json.Length % 8) % 8;
+        using var fs = File.Create(path);
+        fs.Write(BitConverter.GetBytes((long)(json.Length + pad)));
+        fs.Write(json);
+        for (int i = 0; i < pad; i++) fs.WriteByte((byte)' ');
+        foreach (var b in blobs) fs.Write(b);
+    }
 }

@@ -45,7 +45,9 @@ public static class TorchRuntime
                 Initialize(torch.CUDA);
                 return torch.CUDA;
             }
-            catch (Exception e) when (e is InvalidOperationException or NotSupportedException or DllNotFoundException or TypeInitializationException)
+            // any failure to bring up CUDA (CPU-only libtorch, no driver, no device) means CPU
+
+            catch (Exception)
             {
                 Initialize();
                 return torch.CPU;
