@@ -10,7 +10,9 @@ namespace Elect.InstructPix2Pix;
 /// diffusers <c>UNet2DConditionModel</c> with the SD 1.x / 2.x structure (positional time embedding,
 /// CrossAttnDownBlock2D / DownBlock2D, UNetMidBlock2DCrossAttn, CrossAttnUpBlock2D / UpBlock2D).
 /// State-dict keys equal diffusers'. Config features outside that structure (class or addition
-/// embeddings, other block types, ...) are rejected naming the config key.
+/// embeddings, other block types, ...) are rejected naming the config key. <c>upcast_attention</c>
+/// is accepted and, as with diffusers' default scaled-dot-product processor, has no effect;
+/// <c>resnet_out_scale_factor</c> is likewise unused by these block types in diffusers.
 /// </summary>
 public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Tensor>
 {
