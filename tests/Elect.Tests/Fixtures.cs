@@ -16,7 +16,10 @@ public static class Fixtures
     private static readonly Lazy<Dictionary<string, Tensor>> GoldenLazy = new(() =>
     {
         TorchRuntime.Initialize();
-        return SafeTensors.Load(Path.Combine(Require(), "golden.safetensors"));
+        // shared for the whole run: never owned by a dispose scope that happens to be open at first use
+        var golden = SafeTensors.Load(Path.Combine(Require(), "golden.safetensors"));
+        foreach (var t in golden.Values) t.DetachFromDisposeScope();
+        return golden;
     });
 
     public static string? Root => RootLazy.Value;
@@ -80,6 +83,6 @@ public static class TensorAssert
             $"{what}: shape [{string.Join(",", actual.shape)}] differs from expected [{string.Join(",", expected.shape)}]");
         using var e = expected.cpu().to(ScalarType.Int64);
         using var a = actual.cpu().to(ScalarType.Int64);
-        Assert.True(e.equal(a).item<bool>(), $"{what}: expected [{string.Join(",", e.data<long>())}] got [{string.Join(",", a.data<long>())}]");
+        Assert.True((e == a).all().item<bool>(), $"{what}: expected [{string.Join(",", e.data<long>())}] got [{string.Join(",", a.data<long>())}]");
     }
 }

@@ -31,6 +31,9 @@ public sealed class GrayImage
 
     public GrayImage Clone() => new(Width, Height, (byte[])Data.Clone());
 
+    /// <summary>The pixels as a uint8 [H, W] tensor (CPU).</summary>
+    public TorchSharp.torch.Tensor ToByteTensor() => TorchSharp.torch.tensor(Data, [Height, Width], TorchSharp.torch.ScalarType.Byte);
+
     /// <summary>Reads an image file as Pillow's <c>Image.open(path).convert("L")</c> does (ITU-R 601 luma, alpha dropped).</summary>
     public static GrayImage Load(string path) => RgbImage.Load(path).ToGray();
 

@@ -45,6 +45,17 @@ public sealed class RgbImage
 
     public RgbImage Clone() => new(Width, Height, (byte[])Data.Clone());
 
+    /// <summary>An image of one colour.</summary>
+    public static RgbImage Solid(int width, int height, byte r, byte g, byte b)
+    {
+        var img = new RgbImage(width, height);
+        for (int i = 0; i < img.Data.Length; i += 3) { img.Data[i] = r; img.Data[i + 1] = g; img.Data[i + 2] = b; }
+        return img;
+    }
+
+    /// <summary>The pixels as a uint8 [H, W, 3] tensor (CPU).</summary>
+    public Tensor ToByteTensor() => torch.tensor(Data, [Height, Width, 3], ScalarType.Byte);
+
     /// <summary>
     /// Reads an image file (PNG, JPEG, BMP, GIF first frame, TGA, PSD, HDR, PNM) and converts it to RGB as
     /// Pillow's <c>Image.open(path).convert("RGB")</c> does: grey is replicated to the three channels, alpha

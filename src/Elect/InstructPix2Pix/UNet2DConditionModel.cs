@@ -52,6 +52,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
                 throw new NotSupportedException($"{src}: 'up_block_types' entry '{t}' is not supported (CrossAttnUpBlock2D, UpBlock2D)");
 
         InChannels = config.Int("in_channels", 4);
+        CrossAttentionDim = config.Has("cross_attention_dim") ? config.IntOrInts("cross_attention_dim", n)[0] : 1280;
         OutChannels = config.Int("out_channels", 4);
         int[] layersPerBlock = config.Has("layers_per_block") ? config.IntOrInts("layers_per_block", n) : Enumerable.Repeat(2, n).ToArray();
         int[] crossDim = config.Has("cross_attention_dim") ? config.IntOrInts("cross_attention_dim", n) : Enumerable.Repeat(1280, n).ToArray();
@@ -114,6 +115,9 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
 
     public int InChannels { get; }
     public int OutChannels { get; }
+
+    /// <summary>Width of the text embeddings the cross-attention reads.</summary>
+    public int CrossAttentionDim { get; }
 
     /// <summary>Reads <c>config.json</c> and the weights of a diffusers <c>unet</c> folder.</summary>
     public static UNet2DConditionModel FromPretrained(string dir, ScalarType dtype, Device device)

@@ -95,3 +95,16 @@ public static class WeightLoader
             throw new InvalidDataException($"{componentDir}: missing tensor{(missing.Count > 1 ? "s" : "")} '{string.Join("', '", missing.Take(5))}'{(missing.Count > 5 ? $" and {missing.Count - 5} more" : "")} in {string.Join(", ", files.Select(Path.GetFileName))}");
     }
 }
+
+/// <summary>Inference set-up shared by every component.</summary>
+public static class ModuleSetup
+{
+    /// <summary>Moves <paramref name="module"/> to the device and dtype, puts it in eval mode and freezes its parameters.</summary>
+    public static T ForInference<T>(T module, ScalarType dtype, Device device) where T : nn.Module
+    {
+        module.to(device).to(dtype);
+        module.eval();
+        foreach (var p in module.parameters()) p.requires_grad = false;
+        return module;
+    }
+}

@@ -1,0 +1,38 @@
+using System.CommandLine;
+
+namespace Elect.Cli;
+
+/// <summary>The options shared by run-single and run-dataset (named like the reference's flags).</summary>
+internal sealed class CliOptions
+{
+    public readonly Option<string> Model = new("--model") { Description = "Model family: instructpix2pix, magicbrush or ultraedit", DefaultValueFactory = _ => "instructpix2pix" };
+    public readonly Option<string?> ModelPath = new("--model-path") { Description = "diffusers-format checkpoint folder (default: checkpoints/<model>)" };
+    public readonly Option<string> OutputDir = new("--output-dir") { Description = "Where outputs are written", DefaultValueFactory = _ => "./outputs" };
+    public readonly Option<int> Resolution = new("--resolution") { Description = "Longer image side before editing (sides become multiples of 64)", DefaultValueFactory = _ => 512 };
+    public readonly Option<int> InferenceSteps = new("--inference-steps") { Description = "Denoising steps T", DefaultValueFactory = _ => 100 };
+    public readonly Option<float?> TextCfg = new("--text-cfg-scale") { Description = "Text guidance (default 7.5; 7.0 for ultraedit)" };
+    public readonly Option<float> ImageCfg = new("--image-cfg-scale") { Description = "Image guidance", DefaultValueFactory = _ => 1.5f };
+    public readonly Option<bool> SelectOneSeed = new("--select-one-seed") { Description = "ELECT: select the best candidate seed by background inconsistency" };
+    public readonly Option<int> NumRandomCandidates = new("--num-random-candidates") { Description = "Draw this many random candidate seeds (overrides --candidate-seeds)", DefaultValueFactory = _ => 0 };
+    public readonly Option<long[]> CandidateSeeds = new("--candidate-seeds") { Description = "Candidate seeds", AllowMultipleArgumentsPerToken = true };
+    public readonly Option<int> StoppingStep = new("--stopping-step") { Description = "Step at which ELECT selects the winner", DefaultValueFactory = _ => 40 };
+    public readonly Option<int> FirstMaskStep = new("--first-step-for-mask-extraction") { Description = "First step of relevance-map accumulation", DefaultValueFactory = _ => 0 };
+    public readonly Option<int> LastMaskStep = new("--last-step-for-mask-extraction") { Description = "Last step (exclusive) of relevance-map accumulation", DefaultValueFactory = _ => 20 };
+    public readonly Option<bool> VisualizeAllSeeds = new("--visualize-all-seeds") { Description = "Finish and write every candidate, not only the winner" };
+    public readonly Option<long> Seed = new("--seed") { Description = "Seed of a plain run (no --select-one-seed, no candidates given)", DefaultValueFactory = _ => 0 };
+    public readonly Option<string> Device = new("--device") { Description = "cpu, cuda, cuda:N or auto", DefaultValueFactory = _ => "auto" };
+    public readonly Option<string?> DType = new("--dtype") { Description = "fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU)" };
+    public readonly Option<int?> MaxBatch = new("--max-batch") { Description = "Candidates per model call (default: all; halved automatically on out-of-memory)" };
+    public readonly Option<string?> Report = new("--report") { Description = "Write a JSON report to this file" };
+    public readonly Option<string?> MaskImage = new("--mask-image") { Description = "Mask image for UltraEdit checkpoints whose transformer takes mask channels (default: all white)" };
+    public readonly Option<string> LogLevel = new("--log-level") { Description = "trace, debug, information, warning, error", DefaultValueFactory = _ => "information" };
+
+    public void AddTo(Command c)
+    {
+        foreach (var o in new Option[] { Model, ModelPath, OutputDir, Resolution, InferenceSteps, TextCfg, ImageCfg, SelectOneSeed,
+                     NumRandomCandidates, CandidateSeeds, StoppingStep, FirstMaskStep, LastMaskStep, VisualizeAllSeeds, Seed,
+                     Device, DType, MaxBatch, Report, LogLevel })
+            c.Add(o);
+        Model.AcceptOnlyFromAmong([.. Elect.Editor.Families]);
+    }
+}

@@ -1,0 +1,92 @@
+using System.Runtime.InteropServices;
+using System.Text.Json.Nodes;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Elect.Editing;
+
+/// <summary>
+/// Memory readings for reports: the process's resident set and, on CUDA, the device memory in use
+/// as NVML reports it (libnvidia-ml; absent → null). TorchSharp exposes no caching-allocator
+/// statistics, so device memory is read from the driver.
+/// </summary>
+public static class MemoryProbe
+{
+    public static JsonObject Snapshot(Device device)
+    {
+        var o = new JsonObject
+        {
+            ["process_rss_mib"] = Math.Round(Environment.WorkingSet / 1048576.0, 1),
+            ["managed_mib"] = Math.Round(GC.GetTotalMemory(false) / 1048576.0, 1),
+        };
+        if (device.type == DeviceType.CUDA && Nvml.TryUsedBytes(device.index < 0 ? 0 : device.index, out var used, out var total))
+        {
+            o["gpu_used_mib"] = Math.Round(used / 1048576.0, 1);
+            o["gpu_total_mib"] = Math.Round(total / 1048576.0, 1);
+        }
+        return o;
+    }
+
+    /// <summary>Device memory in use (bytes) via NVML, or null when NVML is not available.</summary>
+    public static long? GpuUsedBytes(Device device) =>
+        device.type == DeviceType.CUDA && Nvml.TryUsedBytes(device.index < 0 ? 0 : device.index, out var used, out _) ? used : null;
+
+    /// <summary>The GPU's name via NVML, or null.</summary>
+    public static string? GpuName(int index) => Nvml.TryName(index, out var name) ? name : null;
+
+    private static class Nvml
+    {
+        [DllImport("libnvidia-ml.so.1", EntryPoint = "nvmlDeviceGetName")]
+        private static extern int GetName(IntPtr device, byte[] name, uint length);
+
+        public static bool TryName(int index, out string name)
+        {
+            name = "";
+            try
+            {
+                _ok ??= Init() == 0;
+                var buffer = new byte[96];
+                if (_ok != true || GetHandle((uint)index, out var h) != 0 || GetName(h, buffer, (uint)buffer.Length) != 0) return false;
+                name = System.Text.Encoding.ASCII.GetString(buffer).TrimEnd('\0');
+                return true;
+            }
+            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+            {
+                _ok = false;
+                return false;
+            }
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        private struct MemoryInfo { public ulong Total, Free, Used; }
+
+        [DllImport("libnvidia-ml.so.1", EntryPoint = "nvmlInit_v2")]
+        private static extern int Init();
+
+        [DllImport("libnvidia-ml.so.1", EntryPoint = "nvmlDeviceGetHandleByIndex_v2")]
+        private static extern int GetHandle(uint index, out IntPtr device);
+
+        [DllImport("libnvidia-ml.so.1", EntryPoint = "nvmlDeviceGetMemoryInfo")]
+        private static extern int GetMemoryInfo(IntPtr device, out MemoryInfo info);
+
+        private static bool? _ok;
+
+        public static bool TryUsedBytes(int index, out long used, out long total)
+        {
+            used = total = 0;
+            try
+            {
+                _ok ??= Init() == 0;
+                if (_ok != true || GetHandle((uint)index, out var h) != 0 || GetMemoryInfo(h, out var info) != 0) return false;
+                used = (long)info.Used;
+                total = (long)info.Total;
+                return true;
+            }
+            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+            {
+                _ok = false;
+                return false;
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Elect.Editing;
+using Elect.Imaging;
+using Elect.InstructPix2Pix;
+using Elect.Modeling;
+using Elect.UltraEdit;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using static TorchSharp.torch;
+
+namespace Elect;
+
+/// <summary>
+/// The library entry point: loads a diffusers-format checkpoint folder of one of the supported
+/// editing families and edits images with plain sampling or ELECT seed selection.
+/// </summary>
+/// <example>
+/// <code>
+/// using var editor = Editor.Load("checkpoints/instructpix2pix", "instructpix2pix", torch.CUDA, ScalarType.Float16);
+/// var input = ImageOps.ImageResize(RgbImage.Load("cat.png"), 512);
+/// using var result = editor.Edit(input, "turn the cat into a bear", [1, 2, 3, 4], new EditOptions(), new SelectionOptions());
+/// EditOutputs.Write("outputs", "cat", input, result);
+/// </code>
+/// </example>
+public sealed class Editor : IDisposable
+{
+    /// <summary>Supported <c>--model</c> names.</summary>
+    public static readonly IReadOnlyList<string> Families = ["instructpix2pix", "magicbrush", "ultraedit"];
+
+    private readonly ILogger _log;
+
+    public EditingModel Model { get; }
+    public ElectEngine Engine { get; }
+
+    private Editor(EditingModel model, ILogger log)
+    {
+        Model = model;
+        _log = log;
+        Engine = new ElectEngine(model, log);
+    }
+
+    /// <summary>
+    /// Loads <paramref name="folder"/> (model_index.json + one folder per component) as
+    /// <paramref name="family"/>. Errors name the missing or inconsistent file.
+    /// </summary>
+    public static Editor Load(string folder, string family, Device device, ScalarType dtype, ILogger? logger = null)
+    {
+        var log = logger ?? NullLogger.Instance;
+        family = family.Trim().ToLowerInvariant();
+        if (!Families.Contains(family))
+            throw new ArgumentException($"unknown model '{family}' (expected one of: {string.Join(", ", Families)})");
+        if (!Directory.Exists(folder))
+            throw new DirectoryNotFoundException($"checkpoint folder not found: {folder} (place a diffusers-format checkpoint there or pass --model-path)");
+        var indexPath = Path.Combine(folder, "model_index.json");
+        if (!File.Exists(indexPath))
+            throw new FileNotFoundException($"{folder} is not a diffusers checkpoint folder: missing model_index.json", indexPath);
+        var index = ModelConfig.Load(indexPath);
+        var className = index.String("_class_name", "");
+        bool isSd3 = index.Has("transformer");
+        bool isUnet = index.Has("unet");
+        if (family == "ultraedit" && !isSd3)
+            throw new InvalidDataException($"{indexPath}: '{className}' has no transformer component; --model ultraedit needs an SD3-style (UltraEdit) checkpoint");
+        if (family != "ultraedit" && !isUnet)
+            throw new InvalidDataException($"{indexPath}: '{className}' has no unet component; --model {family} needs an InstructPix2Pix-style checkpoint");
+        TorchRuntime.Initialize(device);
+        var sw = Stopwatch.StartNew();
+        EditingModel model = family == "ultraedit"
+            ? throw new NotSupportedException("ultraedit is not available in this build yet")
+            : InstructPix2PixModel.Load(folder, family, device, dtype);
+        log.LogInformation("loaded {Family} from {Folder} on {Device} ({DType}) in {Seconds:F1} s", family, folder, device, dtype, sw.Elapsed.TotalSeconds);
+        return new Editor(model, log);
+    }
+
+    /// <summary>
+    /// Edits <paramref name="input"/> (already resized, e.g. by <see cref="ImageOps.ImageResize"/>):
+    /// ELECT over <paramref name="seeds"/> when <paramref name="selection"/> is given, else plain
+    /// sampling of every seed.
+    /// </summary>
+    public EditResult Edit(RgbImage input, string instruction, IReadOnlyList<long> seeds, EditOptions options,
+                           SelectionOptions? selection = null, RgbImage? mask = null,
+                           IProgress<EditProgress>? progress = null, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (string.IsNullOrWhiteSpace(instruction))
+            throw new ArgumentException("the editing instruction is empty");
+        int g = Model.DownsampleFactor;
+        if (input.Width % g != 0 || input.Height % g != 0)
+            throw new ArgumentException($"image size {input.Width}x{input.Height} is not a multiple of {g} (resize it first)");
+        options.Validate();
+        selection?.Validate(options.InferenceSteps);
+        var sw = Stopwatch.StartNew();
+        using var condition = Model.Prepare(input, instruction, mask);
+        ElectEngine.Synchronize(Model.Device);
+        var prepare = sw.Elapsed;
+        _log.LogDebug("prepared conditioning in {Seconds:F2} s", prepare.TotalSeconds);
+        return Engine.Run(condition, seeds, options, selection, progress, cancel, prepare);
+    }
+
+    public void Dispose() => Model.Dispose();
+}

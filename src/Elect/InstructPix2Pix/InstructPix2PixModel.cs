@@ -1,0 +1,155 @@
+using Elect.Editing;
+using Elect.Imaging;
+using Elect.Modeling;
+using Elect.Text;
+using Elect.Vae;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Elect.InstructPix2Pix;
+
+/// <summary>
+/// The SD 1.x instruction-editing family (timbrooks/instruct-pix2pix, MagicBrush): CLIP text
+/// encoder, 8-channel UNet (noisy + image latents), AutoencoderKL, Euler-ancestral sampling.
+/// Conventions as diffusers' StableDiffusionInstructPix2PixPipeline: prompt embeddings
+/// [text, empty, empty], image latents = posterior mode (unscaled) with zeros for the
+/// unconditional branch, final latents decoded after dividing by the VAE scaling factor.
+/// </summary>
+public sealed class InstructPix2PixModel : EditingModel
+{
+    private readonly string _name;
+    private readonly ModelConfig _schedulerConfig;
+
+    /// <summary>Null for a model built without text encoding (benchmarks feed embeddings directly).</summary>
+    public ClipTokenizer? Tokenizer { get; }
+    public ClipTextModel? TextEncoder { get; }
+    public UNet2DConditionModel Unet { get; }
+    public AutoencoderKL Vae { get; }
+
+    private InstructPix2PixModel(string name, ClipTokenizer? tokenizer, ClipTextModel? textEncoder, UNet2DConditionModel unet,
+                                 AutoencoderKL vae, ModelConfig schedulerConfig, Device device, ScalarType dtype) : base(device, dtype)
+    {
+        _name = name;
+        Tokenizer = tokenizer;
+        TextEncoder = textEncoder;
+        Unet = unet;
+        Vae = vae;
+        _schedulerConfig = schedulerConfig;
+        var inChannels = unet.InChannels;
+        if (inChannels != 2 * vae.LatentChannels)
+            throw new InvalidDataException($"unet/config.json: in_channels {inChannels} is not twice the VAE's latent_channels {vae.LatentChannels} (not an InstructPix2Pix-style UNet)");
+    }
+
+    /// <summary>Loads a diffusers StableDiffusionInstructPix2PixPipeline folder.</summary>
+    public static InstructPix2PixModel Load(string folder, string name, Device device, ScalarType dtype)
+    {
+        var tokenizer = ClipTokenizer.FromFolder(Path.Combine(folder, "tokenizer"));
+        var text = ClipTextModel.FromPretrained(Path.Combine(folder, "text_encoder"), dtype, device);
+        var unet = UNet2DConditionModel.FromPretrained(Path.Combine(folder, "unet"), dtype, device);
+        var vae = AutoencoderKL.FromPretrained(Path.Combine(folder, "vae"), dtype, device);
+        var sched = ModelConfig.Load(Path.Combine(folder, "scheduler", "scheduler_config.json"));
+        // MagicBrush ships a DDIM config; like the reference we always sample with Euler ancestral on the same betas.
+        return new InstructPix2PixModel(name, tokenizer, text, unet, vae, sched, device, dtype);
+    }
+
+    /// <summary>Assembles a model from components (text encoding optional: see <see cref="PrepareWithEmbeddings"/>).</summary>
+    public static InstructPix2PixModel FromComponents(string name, ClipTokenizer? tokenizer, ClipTextModel? textEncoder,
+        UNet2DConditionModel unet, AutoencoderKL vae, ModelConfig schedulerConfig, Device device, ScalarType dtype)
+        => new(name, tokenizer, textEncoder, unet, vae, schedulerConfig, device, dtype);
+
+    public override string Name => _name;
+    public override int LatentChannels => Vae.LatentChannels;
+    public override int DownsampleFactor => Vae.DownsampleFactor;
+    public override float DefaultTextGuidance => 7.5f;
+
+    public override IDenoisingScheduler CreateScheduler(int steps)
+    {
+        var s = EulerAncestralDiscreteScheduler.FromConfig(_schedulerConfig);
+        s.SetTimesteps(steps);
+        return s;
+    }
+
+    public override EditCondition Prepare(RgbImage image, string instruction, RgbImage? mask = null)
+    {
+        if (mask is not null) throw new NotSupportedException($"{Name} takes no mask image");
+        if (Tokenizer is null || TextEncoder is null) throw new InvalidOperationException("this model was built without a text encoder");
+        using var noGrad = no_grad();
+        using var ids = Tokenizer.EncodeBatch([instruction, ""]);
+        using var idsOnDevice = ids.to(Device);
+        using var encoded = TextEncoder.call(idsOnDevice);
+        using var text = encoded.LastHiddenState[0..1];
+        using var empty = encoded.LastHiddenState[1..2];
+        return PrepareWithEmbeddings(image, text, empty);
+    }
+
+    /// <summary>Conditioning from given prompt embeddings ([1, L, D] for the instruction and for the empty prompt).</summary>
+    public EditCondition PrepareWithEmbeddings(RgbImage image, Tensor text, Tensor empty)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        text = text.to(DType, Device).clone();
+        empty = empty.to(DType, Device).clone();
+        using var pixels = image.ToTensor();
+        var (mean, _) = Vae.Encode(pixels.to(DType, Device));
+        var decoded = Vae.Decode(mean).to(ScalarType.Float32);
+        var condition = new Ip2pCondition
+        {
+            ImageLatents = mean.MoveToOuterDisposeScope(),
+            DecodedInput = decoded.MoveToOuterDisposeScope(),
+            Text = text.MoveToOuterDisposeScope(),
+            Empty = empty.MoveToOuterDisposeScope(),
+        };
+        return condition;
+    }
+
+    public override Tensor Forward(EditCondition condition, Tensor modelInput, Tensor timestep)
+    {
+        var c = (Ip2pCondition)condition;
+        long n = modelInput.shape[0] / 3;
+        using var noGrad = no_grad();
+        return Unet.call(modelInput, timestep, c.HiddenStatesFor(n));
+    }
+
+    public override Tensor DecodeLatents(Tensor latents)
+    {
+        using var noGrad = no_grad();
+        using var scaled = (latents / Vae.ScalingFactor).to(DType);
+        using var image = Vae.Decode(scaled);
+        return image.to(ScalarType.Float32);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (!disposing) return;
+        TextEncoder?.Dispose();
+        Unet.Dispose();
+        Vae.Dispose();
+    }
+
+    private sealed class Ip2pCondition : EditCondition
+    {
+        public required Tensor Text { get; init; }
+        public required Tensor Empty { get; init; }
+        private readonly Dictionary<long, Tensor> _hidden = [];
+
+        /// <summary>Encoder hidden states for [text×n, image×n, uncond×n]: [text×n, empty×2n].</summary>
+        public Tensor HiddenStatesFor(long n)
+        {
+            if (_hidden.TryGetValue(n, out var t)) return t;
+            using var a = Text.expand(n, -1, -1);
+            using var b = Empty.expand(2 * n, -1, -1);
+            t = cat([a, b], 0).DetachFromDisposeScope();   // cached across steps: owned by this condition
+            _hidden[n] = t;
+            return t;
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            base.Dispose(disposing);
+            if (!disposing) return;
+            Text.Dispose();
+            Empty.Dispose();
+            foreach (var t in _hidden.Values) t.Dispose();
+        }
+    }
+}

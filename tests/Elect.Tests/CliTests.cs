@@ -1,0 +1,140 @@
+using System.Text.Json.Nodes;
+using Elect.Cli;
+using Elect.Imaging;
+using Xunit;
+
+namespace Elect.Tests;
+
+/// <summary>The elect command line, in process, on the fixture model.</summary>
+public sealed class CliTests : IDisposable
+{
+    private readonly string _tmp = Directory.CreateTempSubdirectory("elect-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(_tmp, recursive: true);
+
+    private static (int Code, string Out, string Err) Cli(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = ElectCli.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    private string[] Common(params string[] extra) => CommonWith(Fixtures.Ip2pTiny, extra);
+
+    private string[] CommonWith(string modelPath, params string[] extra) =>
+        ["--model-path", modelPath, "--device", "cpu", "--output-dir", Path.Combine(_tmp, "out"), "--log-level", "warning", .. extra];
+
+    [SkippableFact]
+    public void RunSingleElectWritesReferenceNamesAndReport()
+    {
+        var input = Path.Combine(Fixtures.Require(), "models", "ip2p-input.png");
+        var report = Path.Combine(_tmp, "report.json");
+        var (code, stdout, stderr) = Cli(["run-single", "--input", input, "--instruction", "Replace the cat with a bear",
+            .. Common("--resolution", "128", "--inference-steps", "20", "--select-one-seed", "--candidate-seeds", "11", "22", "33", "44", "55",
+                      "--stopping-step", "8", "--last-step-for-mask-extraction", "4", "--visualize-all-seeds", "--report", report)]);
+        Assert.True(code == 0, stderr);
+        var dir = Path.Combine(_tmp, "out");
+        foreach (var s in new[] { 11, 22, 33, 44, 55 })
+        {
+            var file = Path.Combine(dir, $"ip2p-input_output_{s}.png");
+            Assert.True(File.Exists(file), file);
+            Assert.Contains(file, stdout);
+            using var png = RgbImage.Load(file).ToByteTensor();
+            Ip2pPipelineTests.AssertImageClose(Fixtures.Golden($"ip2p.elect.output-{s}"), png, $"cli output-{s}");
+        }
+        using (var best = RgbImage.Load(Path.Combine(dir, "ip2p-input_output-best_seed-33.png")).ToByteTensor())
+            Ip2pPipelineTests.AssertImageClose(Fixtures.Golden("ip2p.elect.output-best_seed-33"), best, "cli best");
+        using (var mask = GrayImage.Load(Path.Combine(dir, "ip2p-input_output-mask.png")).ToByteTensor())
+            Ip2pPipelineTests.AssertImageClose(Fixtures.Golden("ip2p.elect.output-mask"), mask, "cli mask");
+        var json = JsonNode.Parse(File.ReadAllText(report))!;
+        Assert.Equal(33, json["best_seed"]!.GetValue<long>());
+        Assert.Equal(100, json["nfe"]!.GetValue<long>());
+        Assert.Equal(100, json["nfe_best_of_n"]!.GetValue<long>());
+        var bis = Fixtures.Golden("ip2p.elect.bis").data<double>().ToArray();
+        var cands = json["candidates"]!.AsArray();
+        for (int k = 0; k < 5; k++) Assert.True(Math.Abs(bis[k] - cands[k]!["bis"]!.GetValue<double>()) <= 1e-4);
+        Assert.True(json["seconds"]!["total"]!.GetValue<double>() > 0);
+    }
+
+    [SkippableFact]
+    public void RunSinglePlainWritesTheSeedOutput()
+    {
+        var input = Path.Combine(Fixtures.Require(), "models", "ip2p-input.png");
+        var (code, _, stderr) = Cli(["run-single", "--input", input, "--instruction", "Replace the cat with a bear",
+            .. Common("--resolution", "128", "--inference-steps", "20", "--seed", "11")]);
+        Assert.True(code == 0, stderr);
+        var file = Path.Combine(_tmp, "out", "ip2p-input_output_11.png");
+        using var png = RgbImage.Load(file).ToByteTensor();
+        using var golden = RgbImage.FromTensor(Fixtures.Golden("ip2p.vanilla.seed11")).ToByteTensor();
+        Ip2pPipelineTests.AssertImageClose(golden, png, "cli plain seed 11");
+    }
+
+    [SkippableFact]
+    public void BadInputGivesOneLineErrorsAndNonZeroExit()
+    {
+        var good = Path.Combine(Fixtures.Require(), "models", "ip2p-input.png");
+        var corrupt = Path.Combine(_tmp, "corrupt.png");
+        File.WriteAllBytes(corrupt, [0x89, 0x50, 0x4e, 0x47, 1, 2, 3, 4, 5]);
+        var emptyCheckpoint = Directory.CreateDirectory(Path.Combine(_tmp, "empty-ckpt")).FullName;
+        (string[] Args, int Code, string Message)[] cases =
+        [
+            (["run-single", "--input", Path.Combine(_tmp, "missing.png"), "--instruction", "x", .. Common()], 1, "missing.png"),
+            (["run-single", "--input", corrupt, "--instruction", "x", .. Common()], 1, "corrupt.png"),
+            (["run-single", "--input", good, "--instruction", "   ", .. Common()], 1, "--instruction is empty"),
+            (["run-single", "--input", good, "--instruction", "x", .. Common("--select-one-seed", "--inference-steps", "10", "--stopping-step", "11")], 1, "--stopping-step must be between 1 and --inference-steps (10)"),
+            (["run-single", "--input", good, "--instruction", "x", .. Common("--inference-steps", "0")], 1, "--inference-steps must be between 1 and 1000"),
+            (["run-single", "--input", good, "--instruction", "x", .. Common("--select-one-seed", "--candidate-seeds")], 2, "--candidate-seeds"),
+            (["run-single", "--input", good, "--instruction", "x", "--model", "dalle", .. Common()], 2, "dalle"),
+            (["run-single", "--input", good, "--instruction", "x", "--frobnicate", .. Common()], 2, "--frobnicate"),
+            (["run-single", "--input", good, "--instruction", "x", .. CommonWith(emptyCheckpoint)], 1, "missing model_index.json"),
+            (["run-single", "--input", good, "--instruction", "x", .. Common(), "--model", "ultraedit"], 1, "no transformer component"),
+        ];
+        foreach (var (args, expectedCode, message) in cases)
+        {
+            var (code, _, err) = Cli(args);
+            Assert.True(code == expectedCode, $"{string.Join(' ', args.Take(6))}: exit {code}, stderr: {err}");
+            var lines = err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.True(lines.Length == 1, $"expected one line, got: {err}");
+            Assert.StartsWith("elect: error: ", lines[0]);
+            Assert.Contains(message, lines[0]);
+        }
+    }
+
+    [SkippableFact]
+    public void RunDatasetSkipsBadItemsAndResumes()
+    {
+        var root = Fixtures.Require();
+        var ds = Directory.CreateDirectory(Path.Combine(_tmp, "ds")).FullName;
+        File.Copy(Path.Combine(root, "models", "ip2p-input.png"), Path.Combine(ds, "a.png"));
+        File.WriteAllText(Path.Combine(ds, "broken.png"), "not an image");
+        File.WriteAllText(Path.Combine(ds, "dataset.json"), """
+        {
+          "cat": {"image_path": "a.png", "editing_instruction": "Replace the cat with a bear"},
+          "bad-image": {"image_path": "broken.png", "editing_instruction": "x"},
+          "no-instruction": {"image_path": "a.png", "editing_instruction": ""},
+          "malformed": {"image_path": "a.png"},
+          "mushroom": {"image_path": "PLACEHOLDER", "editing_instruction": "change the red mushroom into a blue one"}
+        }
+        """.Replace("PLACEHOLDER", Path.Combine(root, "models", "ip2p-input2.png")));
+        string[] args = ["run-dataset", "--dataset-dir", ds, .. Common("--resolution", "128", "--inference-steps", "3", "--select-one-seed",
+                         "--candidate-seeds", "1", "2", "--stopping-step", "2", "--last-step-for-mask-extraction", "1")];
+        var (code, _, err) = Cli(args);
+        Assert.True(code == 0, err);
+        var outDir = Path.Combine(_tmp, "out");
+        var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "summary.json")))!;
+        Assert.Equal(2, summary["done"]!.GetValue<int>());
+        Assert.Equal(3, summary["failed"]!.GetValue<int>());
+        var failed = summary["failures"]!.AsArray().Select(f => f!["key"]!.GetValue<string>()).Order().ToArray();
+        Assert.Equal(["bad-image", "malformed", "no-instruction"], failed);
+        Assert.True(File.Exists(Path.Combine(outDir, "cat_output-mask.png")));
+        Assert.True(File.Exists(Path.Combine(outDir, "mushroom_report.json")));
+        Assert.Single(Directory.GetFiles(outDir, "mushroom_output_*.png"));
+
+        var (code2, _, err2) = Cli(args);
+        Assert.True(code2 == 0, err2);
+        var again = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "summary.json")))!;
+        Assert.Equal(0, again["done"]!.GetValue<int>());
+        Assert.Equal(2, again["skipped_resume"]!.GetValue<int>());
+    }
+}
