@@ -103,7 +103,7 @@ public class UNetTests(ITestOutputHelper output)
             var tensors = SafeTensors.Load(Path.Combine(UNetDir, "diffusion_pytorch_model.safetensors"));
             Assert.True(tensors.Remove(dropped, out var removed));
             removed.Dispose();
-            SafeTensorsWriter.Write(Path.Combine(tmp.FullName, "diffusion_pytorch_model.safetensors"), tensors);
+            SafeTensors.Save(Path.Combine(tmp.FullName, "diffusion_pytorch_model.safetensors"), tensors);
             foreach (var t in tensors.Values) t.Dispose();
 
             var e = Assert.ThrowsAny<InvalidDataException>(() => UNet2DConditionModel.FromPretrained(tmp.FullName, ScalarType.Float32, torch.CPU));

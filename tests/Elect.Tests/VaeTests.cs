@@ -1,3 +1,4 @@
+using Elect.Modeling;
 using Elect.Vae;
 using TorchSharp;
 using Xunit;
@@ -66,7 +67,7 @@ public class VaeTests(ITestOutputHelper output)
             var tensors = Elect.Modeling.SafeTensors.Load(Path.Combine(src, "diffusion_pytorch_model.safetensors"));
             Assert.True(tensors.Remove(dropped, out var removed));
             removed.Dispose();
-            SafeTensorsWriter.Write(Path.Combine(tmp.FullName, "diffusion_pytorch_model.safetensors"), tensors);
+            SafeTensors.Save(Path.Combine(tmp.FullName, "diffusion_pytorch_model.safetensors"), tensors);
             foreach (var t in tensors.Values) t.Dispose();
 
             var e = Assert.ThrowsAny<InvalidDataException>(() => AutoencoderKL.FromPretrained(tmp.FullName, ScalarType.Float32, torch.CPU));
