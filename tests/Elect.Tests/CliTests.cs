@@ -58,6 +58,23 @@ public sealed class CliTests : IDisposable
     }
 
     [SkippableFact]
+    public void RunSingleElectKeepingOnlyTheWinner()
+    {
+        var input = Path.Combine(Fixtures.Require(), "models", "ip2p-input2.png");
+        var (code, _, stderr) = Cli(["run-single", "--input", input, "--instruction", "change the red mushroom into a blue one",
+            .. Common("--resolution", "192", "--inference-steps", "10", "--select-one-seed", "--candidate-seeds", "101", "202", "303",
+                      "--stopping-step", "4", "--last-step-for-mask-extraction", "3")]);
+        Assert.True(code == 0, stderr);
+        var dir = Path.Combine(_tmp, "out");
+        Assert.Equal(["ip2p-input2_input.png", "ip2p-input2_output-mask.png", "ip2p-input2_output_202.png"],
+            Directory.GetFiles(dir).Select(f => Path.GetFileName(f)!).Order(StringComparer.Ordinal).ToArray());
+        using var png = RgbImage.Load(Path.Combine(dir, "ip2p-input2_output_202.png")).ToByteTensor();
+        Ip2pPipelineTests.AssertImageClose(Fixtures.Golden("ip2p.elect2.output-202"), png, "cli output-202");
+        using var mask = GrayImage.Load(Path.Combine(dir, "ip2p-input2_output-mask.png")).ToByteTensor();
+        Ip2pPipelineTests.AssertImageClose(Fixtures.Golden("ip2p.elect2.output-mask"), mask, "cli mask 2");
+    }
+
+    [SkippableFact]
     public void RunSinglePlainWritesTheSeedOutput()
     {
         var input = Path.Combine(Fixtures.Require(), "models", "ip2p-input.png");

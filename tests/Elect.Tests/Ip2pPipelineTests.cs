@@ -94,6 +94,24 @@ public class Ip2pPipelineTests
     }
 
     [SkippableFact]
+    public void MicroBatchingDoesNotChangeAnyCandidate()
+    {
+        using var editor = LoadTiny();
+        var input = Input("ip2p-input.png", 128);
+        long[] seeds = [11, 22, 33, 44, 55];
+        var selection = new SelectionOptions { StoppingStep = 8, LastMaskStep = 4, KeepAllSeeds = true };
+        using var whole = editor.Edit(input, Prompt, seeds, new EditOptions { InferenceSteps = 20 }, selection);
+        using var chunked = editor.Edit(input, Prompt, seeds, new EditOptions { InferenceSteps = 20, MaxBatch = 2, MaxDecodeBatch = 3 }, selection);
+        Assert.Equal(whole.BestSeed, chunked.BestSeed);
+        for (int k = 0; k < seeds.Length; k++)
+        {
+            Assert.True(Math.Abs(whole.Bis![k] - chunked.Bis![k]) <= 1e-5, $"BIS of seed {seeds[k]}");
+            TensorAssert.Close(whole.Images[seeds[k]], chunked.Images[seeds[k]], 1e-4, $"seed {seeds[k]}");
+        }
+        TensorAssert.Close(whole.RelevanceMap!, chunked.RelevanceMap!, 1e-5, "relevance map");
+    }
+
+    [SkippableFact]
     public void LibraryRejectsBadArguments()
     {
         using var editor = LoadTiny();
