@@ -75,7 +75,7 @@ namespace Elect.Cli
             }));
             root.Add(sample);
 
-            
+            root.Add(BenchCommand.Build(stdout, stderr));
             return root;
         }
 

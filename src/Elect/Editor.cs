@@ -66,7 +66,7 @@ public sealed class Editor : IDisposable
         TorchRuntime.Initialize(device);
         var sw = Stopwatch.StartNew();
         EditingModel model = family == "ultraedit"
-            ? throw new NotSupportedException("ultraedit is not available in this build yet")
+            ? UltraEditModel.Load(folder, device, dtype)
             : InstructPix2PixModel.Load(folder, family, device, dtype);
         log.LogInformation("loaded {Family} from {Folder} on {Device} ({DType}) in {Seconds:F1} s", family, folder, device, dtype, sw.Elapsed.TotalSeconds);
         return new Editor(model, log);

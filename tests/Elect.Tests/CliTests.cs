@@ -75,6 +75,41 @@ public sealed class CliTests : IDisposable
     }
 
     [SkippableFact]
+    public void RunSingleUltraEditElect()
+    {
+        var input = Path.Combine(Fixtures.Require(), "models", "ultraedit-input.png");
+        var (code, _, stderr) = Cli(["run-single", "--input", input, "--instruction", "Replace the cat with a bear", "--model", "ultraedit",
+            .. CommonWith(Fixtures.UltraEditTiny, "--resolution", "128", "--inference-steps", "20", "--select-one-seed", "--candidate-seeds", "11", "22", "33", "44",
+                          "--stopping-step", "8", "--last-step-for-mask-extraction", "4", "--visualize-all-seeds")]);
+        Assert.True(code == 0, stderr);
+        var dir = Path.Combine(_tmp, "out");
+        using var best = RgbImage.Load(Path.Combine(dir, "ultraedit-input_output-best_seed-44.png")).ToByteTensor();
+        Ip2pPipelineTests.AssertImageClose(Fixtures.Golden("ultraedit.elect.output-best_seed-44"), best, "cli ultraedit best");
+        using var mask = GrayImage.Load(Path.Combine(dir, "ultraedit-input_output-mask.png")).ToByteTensor();
+        Ip2pPipelineTests.AssertImageClose(Fixtures.Golden("ultraedit.elect.output-mask"), mask, "cli ultraedit mask");
+    }
+
+    [Theory]
+    [InlineData("instructpix2pix")]
+    [InlineData("ultraedit")]
+    public void BenchRunsEveryModeOnTinyRandomModels(string model)
+    {
+        var output = Path.Combine(_tmp, $"bench-{model}.json");
+        var (code, stdout, stderr) = Cli("bench", "--model", model, "--size", "tiny", "--device", "cpu", "--resolution", "64",
+            "--inference-steps", "4", "--candidates", "3", "--stopping-step", "2", "--last-step-for-mask-extraction", "1",
+            "--runs", "1", "--warmup", "0", "--output", output, "--log-level", "warning");
+        Assert.True(code == 0, stderr);
+        var json = JsonNode.Parse(File.ReadAllText(output))!;
+        Assert.Equal(JsonNode.Parse(stdout)!.ToJsonString(), json.ToJsonString());
+        var modes = json["modes"]!;
+        Assert.Equal(4, modes["plain"]!["nfe"]!.GetValue<long>());
+        Assert.Equal(3 * 2 + (4 - 2), modes["elect"]!["nfe"]!.GetValue<long>());
+        Assert.Equal(3 * 4, modes["best-of-n"]!["nfe"]!.GetValue<long>());
+        Assert.True(modes["elect"]!["median_s"]!.GetValue<double>() > 0);
+        Assert.StartsWith("cpu", json["device"]!.GetValue<string>());
+    }
+
+    [SkippableFact]
     public void RunSinglePlainWritesTheSeedOutput()
     {
         var input = Path.Combine(Fixtures.Require(), "models", "ip2p-input.png");

@@ -1,3 +1,4 @@
+using Elect.Editing;
 using Elect.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -10,7 +11,7 @@ namespace Elect.UltraEdit;
 /// Tables reproduce diffusers 0.40 bit for bit: the training sigmas in float32, the inference
 /// schedule in float64 (numpy), then stored as float32 (the values are exposed as float64).
 /// </summary>
-public sealed class FlowMatchEulerDiscreteScheduler
+public sealed class FlowMatchEulerDiscreteScheduler : IDenoisingScheduler
 {
     private float[] _sigmas = [];
 
@@ -44,7 +45,12 @@ public sealed class FlowMatchEulerDiscreteScheduler
     public static FlowMatchEulerDiscreteScheduler FromConfig(string path)
     {
         if (Directory.Exists(path)) path = Path.Combine(path, "scheduler_config.json");
-        var c = ModelConfig.Load(path);
+        return FromConfig(ModelConfig.Load(path));
+    }
+
+    /// <summary>Builds the scheduler from a parsed <c>scheduler_config.json</c>.</summary>
+    public static FlowMatchEulerDiscreteScheduler FromConfig(ModelConfig c)
+    {
         if (c.Bool("use_dynamic_shifting", false))
             throw new NotSupportedException($"{c.Source}: use_dynamic_shifting=true (resolution-dependent shift, needs mu) is not supported; only a static 'shift'");
         foreach (var key in new[] { "invert_sigmas", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "stochastic_sampling" })
@@ -104,6 +110,21 @@ public sealed class FlowMatchEulerDiscreteScheduler
         var prev = s32 + modelOutput * dt;
         return prev.to(modelOutput.dtype).MoveToOuterDisposeScope();
     }
+
+    float IDenoisingScheduler.Timestep(int stepIndex) => (float)Timesteps[stepIndex];
+
+    float IDenoisingScheduler.Sigma(int stepIndex) => (float)Sigma(stepIndex);
+
+    /// <summary>Flow matching starts from unit Gaussian latents.</summary>
+    public float InitNoiseSigma => 1f;
+
+    /// <summary>The Euler flow step is deterministic.</summary>
+    public bool UsesStepNoise => false;
+
+    /// <summary>Flow matching feeds the latents unscaled.</summary>
+    public Tensor ScaleModelInput(Tensor sample, int stepIndex) => sample;
+
+    Tensor IDenoisingScheduler.Step(Tensor modelOutput, int stepIndex, Tensor sample, Tensor? noise) => Step(modelOutput, stepIndex, sample);
 
     private void CheckIndex(int index, int count, string what)
     {

@@ -1,0 +1,62 @@
+using System.CommandLine;
+using Elect.Benchmarks;
+using Elect.Modeling;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Elect.Cli;
+
+/// <summary><c>elect bench</c>: times plain, ELECT and Best-of-N on the same weights and prints JSON.</summary>
+internal static class BenchCommand
+{
+    public static Command Build(TextWriter stdout, TextWriter stderr)
+    {
+        var c = new Command("bench", "Time plain single-seed editing, ELECT and full Best-of-N (random full-size weights unless --model-path is given)");
+        var model = new Option<string>("--model") { Description = "instructpix2pix, magicbrush or ultraedit", DefaultValueFactory = _ => "instructpix2pix" };
+        model.AcceptOnlyFromAmong([.. Editor.Families]);
+        var modelPath = new Option<string?>("--model-path") { Description = "Checkpoint folder (default: random weights of the real architecture)" };
+        var device = new Option<string>("--device") { Description = "cpu, cuda, cuda:N or auto", DefaultValueFactory = _ => "auto" };
+        var dtype = new Option<string?>("--dtype") { Description = "fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU)" };
+        var resolution = new Option<int>("--resolution") { DefaultValueFactory = _ => 512, Description = "Image side" };
+        var steps = new Option<int>("--inference-steps") { DefaultValueFactory = _ => 100, Description = "Denoising steps T" };
+        var candidates = new Option<int>("--candidates") { DefaultValueFactory = _ => 10, Description = "Candidate seeds N" };
+        var stop = new Option<int>("--stopping-step") { DefaultValueFactory = _ => 40, Description = "ELECT stopping step" };
+        var lastMask = new Option<int>("--last-step-for-mask-extraction") { DefaultValueFactory = _ => 20, Description = "Last mask step" };
+        var runs = new Option<int>("--runs") { DefaultValueFactory = _ => 3, Description = "Timed runs per mode (median reported)" };
+        var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 1, Description = "Untimed warm-up runs per mode" };
+        var maxBatch = new Option<int?>("--max-batch") { Description = "Candidates per model call" };
+        var modes = new Option<string[]>("--modes") { Description = "Any of plain, elect, best-of-n", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [.. Bench.AllModes] };
+        var size = new Option<string>("--size") { Description = "Random-weight architecture: full (real sizes) or tiny (CPU smoke runs)", DefaultValueFactory = _ => "full" };
+        var output = new Option<string?>("--output") { Description = "Also write the JSON here" };
+        var logLevel = new Option<string>("--log-level") { DefaultValueFactory = _ => "information", Description = "Logging threshold" };
+        foreach (var o in new Option[] { model, modelPath, device, dtype, resolution, steps, candidates, stop, lastMask, runs, warmup, maxBatch, modes, size, output, logLevel })
+            c.Add(o);
+        c.SetAction(p => ElectCli.Guard(stderr, p.GetValue(logLevel)!, log =>
+        {
+            var dev = TorchRuntime.ParseDevice(p.GetValue(device)!);
+            TorchRuntime.Initialize(dev);
+            var dt = p.GetValue(dtype) is { } d ? TorchRuntime.ParseDType(d) : dev.type == DeviceType.CUDA ? ScalarType.Float16 : ScalarType.Float32;
+            var result = Bench.Run(new BenchOptions
+            {
+                Family = p.GetValue(model)!,
+                ModelPath = p.GetValue(modelPath),
+                Device = dev,
+                DType = dt,
+                Resolution = p.GetValue(resolution),
+                Steps = p.GetValue(steps),
+                Candidates = p.GetValue(candidates),
+                StoppingStep = p.GetValue(stop),
+                LastMaskStep = p.GetValue(lastMask),
+                Runs = p.GetValue(runs),
+                Warmup = p.GetValue(warmup),
+                MaxBatch = p.GetValue(maxBatch),
+                Modes = p.GetValue(modes)!,
+                Size = p.GetValue(size)!,
+            }, log);
+            stdout.WriteLine(result.ToJsonString(EditOutputs.JsonOptions));
+            if (p.GetValue(output) is { } path) EditOutputs.WriteJson(path, result);
+            return 0;
+        }));
+        return c;
+    }
+}

@@ -1,0 +1,205 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Elect.Editing;
+using Elect.Imaging;
+using Elect.InstructPix2Pix;
+using Elect.Modeling;
+using Elect.UltraEdit;
+using Elect.Vae;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Elect.Benchmarks;
+
+/// <summary>Settings of a benchmark run.</summary>
+public sealed record BenchOptions
+{
+    public string Family { get; init; } = "instructpix2pix";
+
+    /// <summary>A real checkpoint folder; null builds full-size models with random weights.</summary>
+    public string? ModelPath { get; init; }
+
+    public Device Device { get; init; } = CPU;
+    public ScalarType DType { get; init; } = ScalarType.Float32;
+    public int Resolution { get; init; } = 512;
+    public int Steps { get; init; } = 100;
+    public int Candidates { get; init; } = 10;
+    public int StoppingStep { get; init; } = 40;
+    public int FirstMaskStep { get; init; }
+    public int LastMaskStep { get; init; } = 20;
+    public int Runs { get; init; } = 3;
+    public int Warmup { get; init; } = 1;
+    public int? MaxBatch { get; init; }
+    public IReadOnlyList<string> Modes { get; init; } = ["plain", "elect", "best-of-n"];
+
+    /// <summary>Architecture scale for random weights: 1 = full size; smaller values shrink channel widths (CPU smoke runs).</summary>
+    public string Size { get; init; } = "full";
+}
+
+/// <summary>
+/// Times plain single-seed editing, ELECT (N, T, t_stop) and full Best-of-N on the same weights,
+/// warm-up excluded, median of several runs, with model evaluations, device memory and the device
+/// name. Text encoding is excluded (random prompt embeddings of the real shapes); VAE encoding of
+/// the input, every model call, the BIS decodes and the final decode are included.
+/// </summary>
+public static class Bench
+{
+    public static readonly IReadOnlyList<string> AllModes = ["plain", "elect", "best-of-n"];
+
+    public static JsonObject Run(BenchOptions o, ILogger? logger = null)
+    {
+        var log = logger ?? NullLogger.Instance;
+        foreach (var m in o.Modes)
+            if (!AllModes.Contains(m)) throw new ArgumentException($"unknown bench mode '{m}' (plain, elect, best-of-n)");
+        if (o.Runs < 1) throw new ArgumentOutOfRangeException(nameof(o.Runs), "--runs must be at least 1");
+        if (o.Warmup < 0) throw new ArgumentOutOfRangeException(nameof(o.Warmup), "--warmup must be >= 0");
+        if (o.Candidates < 1) throw new ArgumentOutOfRangeException(nameof(o.Candidates), "--candidates must be at least 1");
+        if (o.Resolution % 64 != 0 || o.Resolution < 64) throw new ArgumentOutOfRangeException(nameof(o.Resolution), "--resolution must be a positive multiple of 64");
+        TorchRuntime.Initialize(o.Device);
+        var selection = new SelectionOptions { StoppingStep = o.StoppingStep, FirstMaskStep = o.FirstMaskStep, LastMaskStep = o.LastMaskStep };
+        selection.Validate(o.Steps);
+
+        var build = Stopwatch.StartNew();
+        using var model = o.ModelPath is null ? RandomModel(o) : Editor.Load(o.ModelPath, o.Family, o.Device, o.DType, log).Model;
+        log.LogInformation("bench model {Family} ({Source}) ready in {Seconds:F1} s", o.Family, o.ModelPath ?? "random weights", build.Elapsed.TotalSeconds);
+        var image = SampleImage.Create(o.Resolution, o.Resolution);
+        var engine = new ElectEngine(model, log);
+        var edit = new EditOptions { InferenceSteps = o.Steps, MaxBatch = o.MaxBatch };
+        var seeds = Enumerable.Range(1, o.Candidates).Select(i => (long)i).ToArray();
+
+        var modes = new JsonObject();
+        foreach (var mode in o.Modes)
+        {
+            var (modeSeeds, modeSelection) = mode switch
+            {
+                "plain" => (new long[] { 1 }, (SelectionOptions?)null),
+                "elect" => (seeds, selection),
+                _ => (seeds, selection with { StoppingStep = o.Steps, KeepAllSeeds = true }),
+            };
+            var times = new List<double>();
+            JsonObject? phases = null;
+            long nfe = 0;
+            long? peak = null;
+            for (int r = 0; r < o.Warmup + o.Runs; r++)
+            {
+                var sw = Stopwatch.StartNew();
+                using var condition = Prepare(model, image, o);
+                ElectEngine.Synchronize(o.Device);
+                var prepare = sw.Elapsed;
+                using var result = engine.Run(condition, modeSeeds, edit, modeSelection, null, CancellationToken.None, prepare);
+                double seconds = sw.Elapsed.TotalSeconds;
+                if (MemoryProbe.GpuUsedBytes(o.Device) is { } used) peak = Math.Max(peak ?? 0, used);
+                if (r < o.Warmup)
+                {
+                    log.LogInformation("{Mode}: warm-up {Seconds:F3} s", mode, seconds);
+                    continue;
+                }
+                times.Add(seconds);
+                nfe = result.ModelEvaluations;
+                phases = new JsonObject
+                {
+                    ["prepare"] = Math.Round(result.Times.Prepare, 4),
+                    ["candidates"] = Math.Round(result.Times.Candidates, 4),
+                    ["selection"] = Math.Round(result.Times.Selection, 4),
+                    ["finish"] = Math.Round(result.Times.Finish, 4),
+                    ["decode"] = Math.Round(result.Times.Decode, 4),
+                };
+                log.LogInformation("{Mode}: run {Run} {Seconds:F3} s, {Nfe} model evaluations", mode, r - o.Warmup + 1, seconds, nfe);
+            }
+            var sorted = times.Order().ToArray();
+            double median = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+            var entry = new JsonObject
+            {
+                ["candidates"] = modeSeeds.Length,
+                ["stopping_step"] = modeSelection?.StoppingStep,
+                ["median_s"] = Math.Round(median, 4),
+                ["runs_s"] = new JsonArray(times.Select(t => (JsonNode)JsonValue.Create(Math.Round(t, 4))!).ToArray()),
+                ["nfe"] = nfe,
+                ["last_run_phases_s"] = phases,
+            };
+            if (peak is { } p) entry["gpu_used_max_mib"] = Math.Round(p / 1048576.0, 1);
+            modes[mode] = entry;
+        }
+        return new JsonObject
+        {
+            ["device"] = DeviceName(o.Device),
+            ["dtype"] = o.DType.ToString(),
+            ["family"] = o.Family,
+            ["weights"] = o.ModelPath ?? $"random ({o.Size})",
+            ["resolution"] = o.Resolution,
+            ["steps"] = o.Steps,
+            ["candidates"] = o.Candidates,
+            ["stopping_step"] = o.StoppingStep,
+            ["max_batch"] = o.MaxBatch,
+            ["date_utc"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm"),
+            ["modes"] = modes,
+            ["excluded"] = "text encoding",
+        };
+    }
+
+    private static EditCondition Prepare(EditingModel model, RgbImage image, BenchOptions o)
+    {
+        var (tokens, width, pooled) = BenchConfigs.TextShape(o.Family);
+        using var gen = new Generator(1234);
+        switch (model)
+        {
+            case InstructPix2PixModel ip2p when ip2p.TextEncoder is null:
+            {
+                using var text = randn([1, tokens, ip2p.Unet.CrossAttentionDim], generator: gen);
+                using var empty = randn([1, tokens, ip2p.Unet.CrossAttentionDim], generator: gen);
+                return ip2p.PrepareWithEmbeddings(image, text, empty);
+            }
+            case UltraEditModel ue when ue.TextEncoder is null:
+            {
+                using var embeds = randn([2, tokens, ue.Transformer.Config.JointAttentionDim], generator: gen);
+                using var pool = randn([2, ue.Transformer.Config.PooledProjectionDim], generator: gen);
+                return ue.PrepareWithEmbeddings(image, embeds, pool);
+            }
+            default:
+                return model.Prepare(image, "turn it into a watercolour painting");
+        }
+    }
+
+    /// <summary>Full-size (or shrunk, for CPU smoke runs) models with random weights.</summary>
+    private static EditingModel RandomModel(BenchOptions o)
+    {
+        static ModelConfig Cfg(string json, string name, string size)
+        {
+            var node = JsonNode.Parse(json)!.AsObject();
+            if (size == "tiny") Shrink(node);
+            using var doc = JsonDocument.Parse(node.ToJsonString());
+            return new ModelConfig(doc.RootElement, $"built-in {name} config");
+        }
+        if (o.Size is not ("full" or "tiny")) throw new ArgumentException($"unknown --size '{o.Size}' (full or tiny)");
+        if (o.Family == "ultraedit")
+        {
+            var transformer = ModuleSetup.ForInference(new SD3Transformer2DModel(SD3TransformerConfig.From(Cfg(BenchConfigs.UltraEditTransformer, "SD3 transformer", o.Size)), persistentPosEmbed: false, device: o.Device, dtype: o.DType), o.DType, o.Device);
+            var vae = ModuleSetup.ForInference(new AutoencoderKL(Cfg(BenchConfigs.Sd3Vae, "SD3 VAE", o.Size)), o.DType, o.Device);
+            return UltraEditModel.FromComponents(null, null, null, null, null, null, transformer, vae, Cfg(BenchConfigs.FlowScheduler, "scheduler", "full"), o.Device, o.DType);
+        }
+        var unet = ModuleSetup.ForInference(new UNet2DConditionModel(Cfg(BenchConfigs.Ip2pUnet, "SD 1.5 UNet", o.Size)), o.DType, o.Device);
+        var sdVae = ModuleSetup.ForInference(new AutoencoderKL(Cfg(BenchConfigs.Sd15Vae, "SD 1.5 VAE", o.Size)), o.DType, o.Device);
+        return InstructPix2PixModel.FromComponents(o.Family, null, null, unet, sdVae, Cfg(BenchConfigs.Ip2pScheduler, "scheduler", "full"), o.Device, o.DType);
+    }
+
+    /// <summary>Divides channel widths by 8-10 (keeping group-norm divisibility) for quick CPU runs of the code path.</summary>
+    private static void Shrink(JsonObject c)
+    {
+        if (c["block_out_channels"] is JsonArray b)
+            c["block_out_channels"] = new JsonArray(b.Select(x => (JsonNode)JsonValue.Create(Math.Max(32, x!.GetValue<int>() / 10 / 32 * 32))!).ToArray());
+        if (c.ContainsKey("cross_attention_dim")) c["cross_attention_dim"] = 64;
+        if (c.ContainsKey("num_layers")) c["num_layers"] = 2;
+        if (c.ContainsKey("num_attention_heads") && c["num_attention_heads"] is JsonValue) c["num_attention_heads"] = 4;
+        if (c.ContainsKey("attention_head_dim") && c.ContainsKey("joint_attention_dim")) c["attention_head_dim"] = 16;
+        if (c.ContainsKey("caption_projection_dim")) c["caption_projection_dim"] = 64;
+    }
+
+    private static string DeviceName(Device d)
+    {
+        if (d.type != DeviceType.CUDA) return $"cpu ({Environment.ProcessorCount} threads)";
+        return MemoryProbe.GpuName(d.index < 0 ? 0 : d.index) ?? "cuda";
+    }
+}
