@@ -124,20 +124,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     {
         TorchRuntime.Initialize(device);
         var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
-        var unet = new UNet2DConditionModel(config);
-        try
-        {
-            unet.to(device).to(dtype);
-            WeightLoader.Load(unet, dir);
-            unet.eval();
-            foreach (var p in unet.parameters()) p.requires_grad = false;
-            return unet;
-        }
-        catch
-        {
-            unet.Dispose();
-            throw;
-        }
+        return ModuleSetup.LoadPretrained(new UNet2DConditionModel(config), dir, dtype, device);
     }
 
     /// <summary>

@@ -107,4 +107,35 @@ public static class ModuleSetup
         foreach (var p in module.parameters()) p.requires_grad = false;
         return module;
     }
+
+    /// <summary>
+    /// <see cref="ForInference"/> then the strict <see cref="WeightLoader.Load"/> of
+    /// <paramref name="componentDir"/>; the module is disposed if loading fails. Modules built
+    /// directly on their device with per-layer dtypes (e.g. T5 keeping its last feed-forward in
+    /// float32 under fp16) pass <paramref name="builtInPlace"/> so that nothing is moved or cast.
+    /// </summary>
+    public static T LoadPretrained<T>(T module, string componentDir, ScalarType dtype, Device device,
+                                      Func<string, bool>? ignoreUnexpected = null, Func<string, string?>? rename = null,
+                                      bool builtInPlace = false) where T : nn.Module
+    {
+        try
+        {
+            if (builtInPlace)
+            {
+                module.eval();
+                foreach (var p in module.parameters()) p.requires_grad = false;
+            }
+            else
+            {
+                ForInference(module, dtype, device);
+            }
+            WeightLoader.Load(module, componentDir, ignoreUnexpected, rename);
+            return module;
+        }
+        catch
+        {
+            module.Dispose();
+            throw;
+        }
+    }
 }

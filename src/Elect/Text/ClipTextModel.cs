@@ -285,22 +285,10 @@ public sealed class ClipTextModel : nn.Module<Tensor, ClipTextOutput>
         device ??= torch.CPU;
         TorchRuntime.Initialize(device);
         var cfg = ClipTextConfig.From(ModelConfig.Load(Path.Combine(dir, "config.json")));
-        var model = new ClipTextModel(cfg, device, dtype);
-        try
-        {
-            WeightLoader.Load(model, dir,
-                ignoreUnexpected: k => k.EndsWith("embeddings.position_ids", StringComparison.Ordinal),
-                rename: k => k.StartsWith("text_model.", StringComparison.Ordinal) || k.StartsWith("text_projection.", StringComparison.Ordinal)
-                    ? k : "text_model." + k);
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-        foreach (var p in model.parameters()) p.requires_grad = false;
-        model.eval();
-        return model;
+        return ModuleSetup.LoadPretrained(new ClipTextModel(cfg, device, dtype), dir, dtype, device,
+            ignoreUnexpected: k => k.EndsWith("embeddings.position_ids", StringComparison.Ordinal),
+            rename: k => k.StartsWith("text_model.", StringComparison.Ordinal) || k.StartsWith("text_projection.", StringComparison.Ordinal)
+                ? k : "text_model." + k, builtInPlace: true);
     }
 
     /// <summary>Runs the encoder on int64 token ids [B, L] (L ≤ max_position_embeddings).</summary>

@@ -110,21 +110,9 @@ public sealed class SD3Transformer2DModel : nn.Module<Tensor, Tensor, Tensor, Te
         const string posKey = "pos_embed.pos_embed";
         var files = WeightLoader.FindWeightFiles(dir);
         bool fileHasPos = files.Any(f => SafeTensors.ReadHeader(f).Tensors.Any(t => t.Name == posKey));
-        var model = new SD3Transformer2DModel(config, persistentPosEmbed: fileHasPos, device, dtype);
-        try
-        {
-            // a stored grid without pos_embed_max_size is diffusers' non-persistent buffer: recomputed, not loaded
-            WeightLoader.Load(model, dir, ignoreUnexpected: k => k == posKey && config.PosEmbedMaxSize is null);
-            model.to(device, dtype);
-            model.eval();
-            foreach (var p in model.parameters()) p.requires_grad = false;
-            return model;
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
+        // a stored grid without pos_embed_max_size is diffusers' non-persistent buffer: recomputed, not loaded
+        return ModuleSetup.LoadPretrained(new SD3Transformer2DModel(config, persistentPosEmbed: fileHasPos, device, dtype), dir, dtype, device,
+            ignoreUnexpected: k => k == posKey && config.PosEmbedMaxSize is null, builtInPlace: true);
     }
 
     /// <summary>

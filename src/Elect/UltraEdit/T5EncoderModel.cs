@@ -305,21 +305,9 @@ public sealed class T5EncoderModel : nn.Module<Tensor, Tensor>
             .SelectMany(f => SafeTensors.ReadHeader(f).Tensors.Select(t => t.Name))
             .ToHashSet(StringComparer.Ordinal);
         bool hasShared = names.Contains("shared.weight");
-        var model = new T5EncoderModel(cfg, device, dtype);
-        try
-        {
-            WeightLoader.Load(model, dir,
-                ignoreUnexpected: k => k.StartsWith("decoder.", StringComparison.Ordinal) || k.StartsWith("lm_head.", StringComparison.Ordinal),
-                rename: k => k == "encoder.embed_tokens.weight" ? (hasShared ? null : "shared.weight") : k);
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-        foreach (var p in model.parameters()) p.requires_grad = false;
-        model.eval();
-        return model;
+        return ModuleSetup.LoadPretrained(new T5EncoderModel(cfg, device, dtype), dir, dtype, device,
+            ignoreUnexpected: k => k.StartsWith("decoder.", StringComparison.Ordinal) || k.StartsWith("lm_head.", StringComparison.Ordinal),
+            rename: k => k == "encoder.embed_tokens.weight" ? (hasShared ? null : "shared.weight") : k, builtInPlace: true);
     }
 
     /// <summary>

@@ -69,20 +69,7 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
     {
         TorchRuntime.Initialize(device);
         var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
-        var vae = new AutoencoderKL(config);
-        try
-        {
-            vae.to(device).to(dtype);
-            WeightLoader.Load(vae, dir);
-            vae.eval();
-            foreach (var p in vae.parameters()) p.requires_grad = false;
-            return vae;
-        }
-        catch
-        {
-            vae.Dispose();
-            throw;
-        }
+        return ModuleSetup.LoadPretrained(new AutoencoderKL(config), dir, dtype, device);
     }
 
     /// <summary>
