@@ -201,7 +201,9 @@ namespace Elect.Cli
             var files = EditOutputs.Write(p.GetValue(o.OutputDir)!, name, image, result);
             foreach (var f in files) stdout.WriteLine(f);
             if (result.BestSeed is { } best)
-                log.LogInformation("best seed {Seed}; {Nfe} model evaluations instead of {Full} for Best-of-{N}", best, result.ModelEvaluations, result.BestOfNEvaluations, seeds.Length);
+                log.LogInformation("BIS at step {Step}: {Scores}; best seed {Seed}; {Nfe} model evaluations instead of {Full} for Best-of-{N}",
+                    result.StoppingStep, string.Join(", ", result.Seeds.Select((s, k) => $"{s}={result.Bis![k]:F5}")), best,
+                    result.ModelEvaluations, result.BestOfNEvaluations, seeds.Length);
             if (p.GetValue(o.Report) is { } reportPath)
             {
                 var report = EditOutputs.Report(name, instruction, result, files, editor);

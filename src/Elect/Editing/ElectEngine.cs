@@ -159,7 +159,7 @@ public sealed class ElectEngine
                     int winner = 0;
                     for (int k = 1; k < bis.Length; k++) if (bis[k] < bis[winner]) winner = k;
                     best = seeds[winner];
-                    _log.LogInformation("step {Step}: BIS {Scores}; best seed {Seed}", i + 1,
+                    _log.LogDebug("step {Step}: BIS {Scores}; best seed {Seed}", i + 1,
                         string.Join(", ", seeds.Select((s, k) => $"{s}={bis[k]:F5}")), best);
                     if (!selection!.KeepAllSeeds && seeds.Count > 1)
                     {
