@@ -237,6 +237,8 @@ public sealed class ElectEngine
         while (true)
         {
             long chunk = Math.Min(n, _batch ?? n);
+            // each attempt owns its tensors, so a failed (out-of-memory) attempt frees them before the retry
+            using var attempt = NewDisposeScope();
             try
             {
                 var guided = new List<Tensor>();
@@ -255,7 +257,9 @@ public sealed class ElectEngine
                     guided.Add(g.to(ScalarType.Float32));
                     if (wantDiffs) diffs.Add(ElectMath.NoiseDifference(text, image));
                 }
-                return (guided.Count == 1 ? guided[0] : cat(guided, 0), wantDiffs ? (diffs.Count == 1 ? diffs[0] : cat(diffs, 0)) : null);
+                var allGuided = (guided.Count == 1 ? guided[0] : cat(guided, 0)).MoveToOuterDisposeScope();
+                var allDiffs = wantDiffs ? (diffs.Count == 1 ? diffs[0] : cat(diffs, 0)).MoveToOuterDisposeScope() : null;
+                return (allGuided, allDiffs);
             }
             catch (Exception e) when (IsOutOfMemory(e) && chunk > 1)
             {
