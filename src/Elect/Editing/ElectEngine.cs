@@ -136,7 +136,7 @@ public sealed class ElectEngine
                 }
                 Tensor? z0 = null;
                 if (selection is not null && i == stop - 1)
-                    z0 = latents - sched.Sigma(i) * guided;   // Tweedie estimate of every candidate
+                    z0 = sched.PredictOriginal(guided, i, latents);   // Tweedie estimate of every candidate
 
                 Tensor? noise = null;
                 if (stepNoise is not null)

@@ -26,6 +26,12 @@ public interface IDenoisingScheduler
     /// <summary>Scales the model input at step i (identity for flow matching).</summary>
     Tensor ScaleModelInput(Tensor sample, int stepIndex);
 
+    /// <summary>
+    /// The x0 (Tweedie) estimate from the model output at step i: <c>x_i - Sigma(i) * eps</c> for
+    /// epsilon prediction, <c>x_i - Sigma(i) * v</c> for flow velocity (float32).
+    /// </summary>
+    Tensor PredictOriginal(Tensor modelOutput, int stepIndex, Tensor sample);
+
     /// <summary>One update from step i to i+1. <paramref name="noise"/> is required iff <see cref="UsesStepNoise"/>.</summary>
     Tensor Step(Tensor modelOutput, int stepIndex, Tensor sample, Tensor? noise = null);
 }

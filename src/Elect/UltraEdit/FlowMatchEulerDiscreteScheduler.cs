@@ -124,6 +124,15 @@ public sealed class FlowMatchEulerDiscreteScheduler : IDenoisingScheduler
     /// <summary>Flow matching feeds the latents unscaled.</summary>
     public Tensor ScaleModelInput(Tensor sample, int stepIndex) => sample;
 
+    /// <summary>x0 = x_t − σ·v (the ELECT authors' Tweedie estimate for rectified flow), float32.</summary>
+    public Tensor PredictOriginal(Tensor modelOutput, int stepIndex, Tensor sample)
+    {
+        using var s32 = sample.to(ScalarType.Float32);
+        using var v32 = modelOutput.to(ScalarType.Float32);
+        using var scaled = v32 * (float)Sigma(stepIndex);
+        return s32 - scaled;
+    }
+
     Tensor IDenoisingScheduler.Step(Tensor modelOutput, int stepIndex, Tensor sample, Tensor? noise) => Step(modelOutput, stepIndex, sample);
 
     private void CheckIndex(int index, int count, string what)
