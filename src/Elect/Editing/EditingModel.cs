@@ -5,10 +5,11 @@ namespace Elect.Editing;
 
 /// <summary>
 /// What one edit needs from an editing model, computed once per (image, instruction): the
-/// conditioning the model reads, the image latents concatenated to the noisy latents, and the
-/// decoded input image the BIS is measured against.
+/// prompt conditioning the denoiser reads, the image latents concatenated to the noisy latents,
+/// and the decoded input image the BIS is measured against. Batches of n candidates are laid out
+/// as [text×n, image×n, uncond×n]; the per-n conditioning tensors are built once and cached.
 /// </summary>
-public abstract class EditCondition : IDisposable
+public sealed class EditCondition : IDisposable
 {
     /// <summary>Image-conditioning latents [1, C_img, h, w] in the model dtype (for the unconditional branch they are zeros).</summary>
     public required Tensor ImageLatents { get; init; }
@@ -16,40 +17,58 @@ public abstract class EditCondition : IDisposable
     /// <summary>decode(image latents) [1, 3, H, W] in [-1, 1], float32: the reference the BIS compares against.</summary>
     public required Tensor DecodedInput { get; init; }
 
+    /// <summary>
+    /// Named prompt conditionings (e.g. "hidden", "pooled"): each the instruction's [1, ...] and the
+    /// empty prompt's [1, ...] embedding. The text branch reads the first, the image-only and
+    /// unconditional branches the second.
+    /// </summary>
+    public required IReadOnlyDictionary<string, (Tensor Instruction, Tensor Empty)> Prompts { get; init; }
+
     public long LatentHeight => ImageLatents.shape[2];
     public long LatentWidth => ImageLatents.shape[3];
     public long ImageHeight => DecodedInput.shape[2];
     public long ImageWidth => DecodedInput.shape[3];
 
-    private readonly Dictionary<long, Tensor> _imageCondCache = [];
+    private readonly Dictionary<(string, long), Tensor> _cache = [];
 
-    /// <summary>
-    /// The image conditioning for a batch of n candidates laid out as [text×n, image×n, uncond×n]:
-    /// [image latents ×2n, zeros ×n] (cached per n).
-    /// </summary>
-    public Tensor ImageConditionFor(long n)
+    /// <summary>The image conditioning of n candidates: [image latents ×2n, zeros ×n].</summary>
+    public Tensor ImageConditionFor(long n) => Cached("image latents", n, () =>
     {
-        if (_imageCondCache.TryGetValue(n, out var t)) return t;
-        using var img = ImageLatents.expand(2 * n, -1, -1, -1);
-        using var zeros = zeros_like(ImageLatents).expand(n, -1, -1, -1);
-        t = cat([img, zeros], 0).DetachFromDisposeScope();   // cached across steps: owned by this condition
-        _imageCondCache[n] = t;
+        using var zeros = zeros_like(ImageLatents);
+        return Branches(n, ImageLatents, ImageLatents, zeros);
+    });
+
+    /// <summary>The named prompt conditioning of n candidates: [instruction ×n, empty ×2n].</summary>
+    public Tensor PromptFor(string name, long n)
+    {
+        if (!Prompts.TryGetValue(name, out var p)) throw new KeyNotFoundException($"no prompt conditioning '{name}'");
+        return Cached(name, n, () => Branches(n, p.Instruction, p.Empty, p.Empty));
+    }
+
+    private Tensor Cached(string name, long n, Func<Tensor> build)
+    {
+        if (_cache.TryGetValue((name, n), out var t)) return t;
+        t = build().DetachFromDisposeScope();   // reused across steps: owned by this condition, not a step's scope
+        _cache[(name, n)] = t;
         return t;
     }
 
-    protected virtual void Dispose(bool disposing)
+    private static Tensor Branches(long n, Tensor text, Tensor image, Tensor uncond)
     {
-        if (!disposing) return;
-        ImageLatents.Dispose();
-        DecodedInput.Dispose();
-        foreach (var t in _imageCondCache.Values) t.Dispose();
-        _imageCondCache.Clear();
+        Tensor Repeat(Tensor t) { var shape = t.shape.ToArray(); shape[0] = n; return t.expand(shape); }
+        using var a = Repeat(text);
+        using var b = Repeat(image);
+        using var c = Repeat(uncond);
+        return cat([a, b, c], 0);
     }
 
     public void Dispose()
     {
-        Dispose(true);
-        GC.SuppressFinalize(this);
+        ImageLatents.Dispose();
+        DecodedInput.Dispose();
+        foreach (var (a, b) in Prompts.Values) { a.Dispose(); b.Dispose(); }
+        foreach (var t in _cache.Values) t.Dispose();
+        _cache.Clear();
     }
 }
 
@@ -107,5 +126,44 @@ public abstract class EditingModel : IDisposable
     {
         Dispose(true);
         GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>
+/// The part both families share: an AutoencoderKL whose posterior mode (unscaled, unshifted) is the
+/// image conditioning, and whose decoder turns <c>latents / scaling_factor</c> (no shift, as both
+/// reference pipelines do) into images.
+/// </summary>
+public abstract class VaeEditingModel : EditingModel
+{
+    protected VaeEditingModel(Elect.Vae.AutoencoderKL vae, Device device, ScalarType dtype) : base(device, dtype) => Vae = vae;
+
+    public Elect.Vae.AutoencoderKL Vae { get; }
+
+    public override int LatentChannels => Vae.LatentChannels;
+
+    /// <summary>The VAE posterior mode of an image [1, C, h, w] in the model dtype.</summary>
+    protected Tensor EncodeImage(RgbImage image)
+    {
+        using var noGrad = no_grad();
+        using var pixels = image.ToTensor();
+        using var onDevice = pixels.to(DType, Device);
+        var (mean, std) = Vae.Encode(onDevice);
+        std.Dispose();
+        return mean;
+    }
+
+    /// <summary>decode(latents) without scaling: the input the BIS is measured against (float32).</summary>
+    protected Tensor DecodeRaw(Tensor latents)
+    {
+        using var noGrad = no_grad();
+        using var image = Vae.Decode(latents);
+        return image.to(ScalarType.Float32);
+    }
+
+    public override Tensor DecodeLatents(Tensor latents)
+    {
+        using var scaled = (latents / Vae.ScalingFactor).to(DType);
+        return DecodeRaw(scaled);
     }
 }

@@ -15,7 +15,7 @@ namespace Elect.InstructPix2Pix;
 /// [text, empty, empty], image latents = posterior mode (unscaled) with zeros for the
 /// unconditional branch, final latents decoded after dividing by the VAE scaling factor.
 /// </summary>
-public sealed class InstructPix2PixModel : EditingModel
+public sealed class InstructPix2PixModel : VaeEditingModel
 {
     private readonly string _name;
     private readonly ModelConfig _schedulerConfig;
@@ -24,16 +24,14 @@ public sealed class InstructPix2PixModel : EditingModel
     public ClipTokenizer? Tokenizer { get; }
     public ClipTextModel? TextEncoder { get; }
     public UNet2DConditionModel Unet { get; }
-    public AutoencoderKL Vae { get; }
 
     private InstructPix2PixModel(string name, ClipTokenizer? tokenizer, ClipTextModel? textEncoder, UNet2DConditionModel unet,
-                                 AutoencoderKL vae, ModelConfig schedulerConfig, Device device, ScalarType dtype) : base(device, dtype)
+                                 AutoencoderKL vae, ModelConfig schedulerConfig, Device device, ScalarType dtype) : base(vae, device, dtype)
     {
         _name = name;
         Tokenizer = tokenizer;
         TextEncoder = textEncoder;
         Unet = unet;
-        Vae = vae;
         _schedulerConfig = schedulerConfig;
         var inChannels = unet.InChannels;
         if (inChannels != 2 * vae.LatentChannels)
@@ -58,7 +56,6 @@ public sealed class InstructPix2PixModel : EditingModel
         => new(name, tokenizer, textEncoder, unet, vae, schedulerConfig, device, dtype);
 
     public override string Name => _name;
-    public override int LatentChannels => Vae.LatentChannels;
     public override int DownsampleFactor => Vae.DownsampleFactor;
     public override float DefaultTextGuidance => 7.5f;
 
@@ -85,37 +82,19 @@ public sealed class InstructPix2PixModel : EditingModel
     /// <summary>Conditioning from given prompt embeddings ([1, L, D] for the instruction and for the empty prompt).</summary>
     public EditCondition PrepareWithEmbeddings(RgbImage image, Tensor text, Tensor empty)
     {
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        text = text.to(DType, Device).clone();
-        empty = empty.to(DType, Device).clone();
-        using var pixels = image.ToTensor();
-        var (mean, _) = Vae.Encode(pixels.to(DType, Device));
-        var decoded = Vae.Decode(mean).to(ScalarType.Float32);
-        var condition = new Ip2pCondition
+        var latents = EncodeImage(image);
+        return new EditCondition
         {
-            ImageLatents = mean.MoveToOuterDisposeScope(),
-            DecodedInput = decoded.MoveToOuterDisposeScope(),
-            Text = text.MoveToOuterDisposeScope(),
-            Empty = empty.MoveToOuterDisposeScope(),
+            ImageLatents = latents,
+            DecodedInput = DecodeRaw(latents),
+            Prompts = new Dictionary<string, (Tensor, Tensor)> { ["hidden"] = (text.to(DType, Device).clone(), empty.to(DType, Device).clone()) },
         };
-        return condition;
     }
 
     public override Tensor Forward(EditCondition condition, Tensor modelInput, Tensor timestep)
     {
-        var c = (Ip2pCondition)condition;
-        long n = modelInput.shape[0] / 3;
         using var noGrad = no_grad();
-        return Unet.call(modelInput, timestep, c.HiddenStatesFor(n));
-    }
-
-    public override Tensor DecodeLatents(Tensor latents)
-    {
-        using var noGrad = no_grad();
-        using var scaled = (latents / Vae.ScalingFactor).to(DType);
-        using var image = Vae.Decode(scaled);
-        return image.to(ScalarType.Float32);
+        return Unet.call(modelInput, timestep, condition.PromptFor("hidden", modelInput.shape[0] / 3));
     }
 
     protected override void Dispose(bool disposing)
@@ -124,32 +103,5 @@ public sealed class InstructPix2PixModel : EditingModel
         TextEncoder?.Dispose();
         Unet.Dispose();
         Vae.Dispose();
-    }
-
-    private sealed class Ip2pCondition : EditCondition
-    {
-        public required Tensor Text { get; init; }
-        public required Tensor Empty { get; init; }
-        private readonly Dictionary<long, Tensor> _hidden = [];
-
-        /// <summary>Encoder hidden states for [text×n, image×n, uncond×n]: [text×n, empty×2n].</summary>
-        public Tensor HiddenStatesFor(long n)
-        {
-            if (_hidden.TryGetValue(n, out var t)) return t;
-            using var a = Text.expand(n, -1, -1);
-            using var b = Empty.expand(2 * n, -1, -1);
-            t = cat([a, b], 0).DetachFromDisposeScope();   // cached across steps: owned by this condition
-            _hidden[n] = t;
-            return t;
-        }
-
-        protected override void Dispose(bool disposing)
-        {
-            base.Dispose(disposing);
-            if (!disposing) return;
-            Text.Dispose();
-            Empty.Dispose();
-            foreach (var t in _hidden.Values) t.Dispose();
-        }
     }
 }

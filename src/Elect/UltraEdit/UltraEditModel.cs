@@ -18,7 +18,7 @@ namespace Elect.UltraEdit;
 /// Checkpoints whose transformer takes extra mask channels get the mask image's latents
 /// concatenated after the image latents (an all-white mask, i.e. "edit anywhere", when none is given).
 /// </summary>
-public sealed class UltraEditModel : EditingModel
+public sealed class UltraEditModel : VaeEditingModel
 {
     private readonly ModelConfig _schedulerConfig;
     private readonly bool _takesMask;
@@ -33,19 +33,17 @@ public sealed class UltraEditModel : EditingModel
     /// <summary>Null when the checkpoint has no text_encoder_3 (T5 embeddings are then zeros, as diffusers does).</summary>
     public T5EncoderModel? TextEncoder3 { get; }
     public SD3Transformer2DModel Transformer { get; }
-    public AutoencoderKL Vae { get; }
 
     /// <summary>Prompt length of all three encoders (the pipeline's tokenizer_max_length).</summary>
     public const int PromptLength = 77;
 
     private UltraEditModel(ClipTokenizer? tok1, ClipTokenizer? tok2, T5Tokenizer? tok3, ClipTextModel? te1, ClipTextModel? te2,
                            T5EncoderModel? te3, SD3Transformer2DModel transformer, AutoencoderKL vae, ModelConfig schedulerConfig,
-                           Device device, ScalarType dtype) : base(device, dtype)
+                           Device device, ScalarType dtype) : base(vae, device, dtype)
     {
         Tokenizer = tok1; Tokenizer2 = tok2; Tokenizer3 = tok3;
         TextEncoder = te1; TextEncoder2 = te2; TextEncoder3 = te3;
         Transformer = transformer;
-        Vae = vae;
         _schedulerConfig = schedulerConfig;
         int lat = vae.LatentChannels;
         if (transformer.InChannels == 2 * lat) _takesMask = false;
@@ -75,7 +73,6 @@ public sealed class UltraEditModel : EditingModel
         Device device, ScalarType dtype) => new(tok1, tok2, tok3, te1, te2, te3, transformer, vae, schedulerConfig, device, dtype);
 
     public override string Name => "ultraedit";
-    public override int LatentChannels => Vae.LatentChannels;
     public override int DownsampleFactor => Vae.DownsampleFactor * Transformer.PatchSize;
     public override float DefaultTextGuidance => 7.0f;
 
@@ -128,48 +125,34 @@ public sealed class UltraEditModel : EditingModel
     {
         if (mask is not null && !_takesMask)
             throw new NotSupportedException("this UltraEdit checkpoint's transformer takes no mask channels (in_channels = 2 x latent channels); drop --mask-image");
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        embeds = embeds.to(DType, Device);
-        pooled = pooled.to(DType, Device);
-        using var pixels = image.ToTensor();
-        var (mean, _) = Vae.Encode(pixels.to(DType, Device));
-        var decoded = Vae.Decode(mean).to(ScalarType.Float32);
-        var imageLatents = mean;
+        var latents = EncodeImage(image);
+        var decoded = DecodeRaw(latents);
         if (_takesMask)
         {
-            var m = mask ?? RgbImage.Solid(image.Width, image.Height, 255, 255, 255);
-            using var maskPixels = m.ToTensor();
-            var (maskMean, _) = Vae.Encode(maskPixels.to(DType, Device));
-            imageLatents = cat([mean, maskMean], 1);
+            using var maskLatents = EncodeImage(mask ?? RgbImage.Solid(image.Width, image.Height, 255, 255, 255));
+            using var imageOnly = latents;
+            latents = cat([imageOnly, maskLatents], 1);
         }
-        return new UltraEditCondition
+        using var e = embeds.to(DType, Device);
+        using var p = pooled.to(DType, Device);
+        return new EditCondition
         {
-            ImageLatents = imageLatents.MoveToOuterDisposeScope(),
-            DecodedInput = decoded.MoveToOuterDisposeScope(),
-            Text = embeds[0..1].MoveToOuterDisposeScope(),
-            Empty = embeds[1..2].MoveToOuterDisposeScope(),
-            PooledText = pooled[0..1].MoveToOuterDisposeScope(),
-            PooledEmpty = pooled[1..2].MoveToOuterDisposeScope(),
+            ImageLatents = latents,
+            DecodedInput = decoded,
+            Prompts = new Dictionary<string, (Tensor, Tensor)>
+            {
+                ["hidden"] = (e[0..1].clone(), e[1..2].clone()),
+                ["pooled"] = (p[0..1].clone(), p[1..2].clone()),
+            },
         };
     }
 
     public override Tensor Forward(EditCondition condition, Tensor modelInput, Tensor timestep)
     {
-        var c = (UltraEditCondition)condition;
         long n3 = modelInput.shape[0];
-        var (hidden, pooled) = c.For(n3 / 3);
         using var noGrad = no_grad();
         using var t = timestep.expand(n3);
-        return Transformer.call(modelInput, hidden, pooled, t);
-    }
-
-    public override Tensor DecodeLatents(Tensor latents)
-    {
-        using var noGrad = no_grad();
-        using var scaled = (latents / Vae.ScalingFactor).to(DType);
-        using var image = Vae.Decode(scaled);
-        return image.to(ScalarType.Float32);
+        return Transformer.call(modelInput, condition.PromptFor("hidden", n3 / 3), condition.PromptFor("pooled", n3 / 3), t);
     }
 
     protected override void Dispose(bool disposing)
@@ -180,35 +163,5 @@ public sealed class UltraEditModel : EditingModel
         TextEncoder3?.Dispose();
         Transformer.Dispose();
         Vae.Dispose();
-    }
-
-    private sealed class UltraEditCondition : EditCondition
-    {
-        public required Tensor Text { get; init; }
-        public required Tensor Empty { get; init; }
-        public required Tensor PooledText { get; init; }
-        public required Tensor PooledEmpty { get; init; }
-        private readonly Dictionary<long, (Tensor, Tensor)> _cache = [];
-
-        public (Tensor Hidden, Tensor Pooled) For(long n)
-        {
-            if (_cache.TryGetValue(n, out var v)) return v;
-            using var a = Text.expand(n, -1, -1);
-            using var b = Empty.expand(2 * n, -1, -1);
-            using var pa = PooledText.expand(n, -1);
-            using var pb = PooledEmpty.expand(2 * n, -1);
-            // cached across steps: owned by this condition, not by the step's dispose scope
-            v = (cat([a, b], 0).DetachFromDisposeScope(), cat([pa, pb], 0).DetachFromDisposeScope());
-            _cache[n] = v;
-            return v;
-        }
-
-        protected override void Dispose(bool disposing)
-        {
-            base.Dispose(disposing);
-            if (!disposing) return;
-            Text.Dispose(); Empty.Dispose(); PooledText.Dispose(); PooledEmpty.Dispose();
-            foreach (var (h, p) in _cache.Values) { h.Dispose(); p.Dispose(); }
-        }
     }
 }
