@@ -107,3 +107,38 @@ public class VaeTests(ITestOutputHelper output)
         output.WriteLine($"{what}: max |diff| = {d.item<double>():G4}");
     }
 }
+
+public sealed class VaeLegacyKeyTests
+{
+    [Theory]
+    [InlineData("encoder.mid_block.attentions.0.query.weight", "encoder.mid_block.attentions.0.to_q.weight")]
+    [InlineData("decoder.mid_block.attentions.0.key.bias", "decoder.mid_block.attentions.0.to_k.bias")]
+    [InlineData("decoder.mid_block.attentions.0.value.weight", "decoder.mid_block.attentions.0.to_v.weight")]
+    [InlineData("encoder.mid_block.attentions.0.proj_attn.weight", "encoder.mid_block.attentions.0.to_out.0.weight")]
+    [InlineData("encoder.mid_block.attentions.0.group_norm.weight", "encoder.mid_block.attentions.0.group_norm.weight")]
+    [InlineData("encoder.down_blocks.0.resnets.0.conv1.weight", "encoder.down_blocks.0.resnets.0.conv1.weight")]
+    public void RenamesPre014AttentionKeys(string legacy, string current) =>
+        Assert.Equal(current, AutoencoderKL.LegacyAttentionKey(legacy));
+
+    [SkippableFact]
+    public void LoadsACheckpointWithLegacyAttentionNames()
+    {
+        var src = Path.Combine(Fixtures.Ip2pTiny, "vae");
+        var tmp = Directory.CreateTempSubdirectory("elect-vae-legacy-");
+        try
+        {
+            File.Copy(Path.Combine(src, "config.json"), Path.Combine(tmp.FullName, "config.json"));
+            var tensors = SafeTensors.Load(Path.Combine(src, "diffusion_pytorch_model.safetensors"));
+            var legacy = tensors.ToDictionary(kv => kv.Key.Replace(".to_q.", ".query.").Replace(".to_k.", ".key.").Replace(".to_v.", ".value.").Replace(".to_out.0.", ".proj_attn."), kv => kv.Value);
+            Assert.Contains("encoder.mid_block.attentions.0.query.weight", legacy.Keys);
+            SafeTensors.Save(Path.Combine(tmp.FullName, "diffusion_pytorch_model.safetensors"), legacy);
+            using var vae = AutoencoderKL.FromPretrained(tmp.FullName, TorchSharp.torch.ScalarType.Float32, TorchSharp.torch.CPU);
+            using var decoded = vae.Decode(Fixtures.Golden("ip2p.vae.latent_mean"));
+            TensorAssert.Close(Fixtures.Golden("ip2p.vae.decoded"), decoded, 1e-4, "decoded with legacy keys");
+        }
+        finally
+        {
+            tmp.Delete(recursive: true);
+        }
+    }
+}

@@ -69,7 +69,24 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
     {
         TorchRuntime.Initialize(device);
         var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
-        return ModuleSetup.LoadPretrained(new AutoencoderKL(config), dir, dtype, device);
+        return ModuleSetup.LoadPretrained(new AutoencoderKL(config), dir, dtype, device, rename: LegacyAttentionKey);
+    }
+
+    /// <summary>
+    /// VAE folders saved before diffusers 0.14 (e.g. timbrooks/instruct-pix2pix, MagicBrush) name the
+    /// mid-block attention <c>query/key/value/proj_attn</c>; diffusers renames them on load to
+    /// <c>to_q/to_k/to_v/to_out.0</c>, and so do we.
+    /// </summary>
+    public static string LegacyAttentionKey(string key)
+    {
+        int at = key.IndexOf(".attentions.", StringComparison.Ordinal);
+        if (at < 0) return key;
+        foreach (var (legacy, current) in new[] { (".query.", ".to_q."), (".key.", ".to_k."), (".value.", ".to_v."), (".proj_attn.", ".to_out.0.") })
+        {
+            int i = key.IndexOf(legacy, at, StringComparison.Ordinal);
+            if (i >= 0) return key[..i] + current + key[(i + legacy.Length)..];
+        }
+        return key;
     }
 
     /// <summary>
