@@ -154,6 +154,17 @@ public sealed class CliTests : IDisposable
     }
 
     [SkippableFact]
+    public void CudaWithoutACudaLibtorchIsAOneLineError()
+    {
+        var good = Path.Combine(Fixtures.Require(), "models", "ip2p-input.png");
+        Skip.If(TorchSharp.torch.cuda.is_available(), "this libtorch has CUDA");
+        var (code, _, err) = Cli(["run-single", "--input", good, "--instruction", "x", "--model-path", Fixtures.Ip2pTiny, "--device", "cuda", "--output-dir", _tmp]);
+        Assert.Equal(1, code);
+        Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("elect: error: CUDA was requested but libtorch could not initialise it", err);
+    }
+
+    [SkippableFact]
     public void RunDatasetSkipsBadItemsAndResumes()
     {
         var root = Fixtures.Require();

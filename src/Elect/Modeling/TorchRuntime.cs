@@ -17,7 +17,16 @@ public static class TorchRuntime
             if (device.type == DeviceType.CUDA)
             {
                 if (_cuda) return;
-                torch.InitializeDeviceType(DeviceType.CUDA);
+                try
+                {
+                    torch.InitializeDeviceType(DeviceType.CUDA);
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    throw new InvalidOperationException(
+                        "CUDA was requested but libtorch could not initialise it: this build's libtorch has no CUDA, or no driver/GPU is present " +
+                        "(build with -p:TorchBackend=cuda, or -p:TorchBackend=none with a CUDA libtorch on LD_LIBRARY_PATH; see docs/gpu.md)", e);
+                }
                 if (!torch.cuda.is_available())
                     throw new InvalidOperationException("CUDA was requested but libtorch reports no usable CUDA device (is a CUDA libtorch on the library path?)");
                 _cuda = _cpu = true;
@@ -42,8 +51,8 @@ public static class TorchRuntime
         {
             try
             {
-                Initialize(torch.CUDA);
-                return torch.CUDA;
+                Initialize(new Device(DeviceType.CUDA));
+                return new Device(DeviceType.CUDA);
             }
             // any failure to bring up CUDA (CPU-only libtorch, no driver, no device) means CPU
 
@@ -54,7 +63,7 @@ public static class TorchRuntime
             }
         }
         if (s == "cpu") return torch.CPU;
-        if (s == "cuda") return torch.CUDA;
+        if (s == "cuda") return new Device(DeviceType.CUDA);
         if (s.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(s[5..], out var idx) && idx >= 0)
             return new Device(DeviceType.CUDA, idx);
         throw new ArgumentException($"unknown device '{text}' (expected cpu, cuda, cuda:N or auto)");
