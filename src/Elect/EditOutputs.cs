@@ -30,6 +30,7 @@ public static class EditOutputs
     public static IReadOnlyList<string> Write(string outputDir, string name, RgbImage resizedInput, EditResult result)
     {
         Directory.CreateDirectory(outputDir);
+        using var scope = TorchSharp.torch.NewDisposeScope();   // conversion temporaries
         var written = new List<string>();
         void Save(string file, Action<string> save)
         {

@@ -90,6 +90,8 @@ public sealed class Editor : IDisposable
         options.Validate();
         selection?.Validate(options.InferenceSteps);
         var sw = Stopwatch.StartNew();
+        // temporaries of text/image encoding are owned by this scope; the condition disposes its own tensors
+        using var scope = NewDisposeScope();
         using var condition = Model.Prepare(input, instruction, mask);
         ElectEngine.Synchronize(Model.Device);
         var prepare = sw.Elapsed;

@@ -31,6 +31,18 @@ public sealed class EditCondition : IDisposable
 
     private readonly Dictionary<(string, long), Tensor> _cache = [];
 
+    /// <summary>
+    /// Makes the condition the sole owner of its tensors (detached from any dispose scope open while
+    /// it was built), so a model can build it inside a scope that frees every temporary.
+    /// </summary>
+    public EditCondition Owned()
+    {
+        ImageLatents.DetachFromDisposeScope();
+        DecodedInput.DetachFromDisposeScope();
+        foreach (var (a, b) in Prompts.Values) { a.DetachFromDisposeScope(); b.DetachFromDisposeScope(); }
+        return this;
+    }
+
     /// <summary>The image conditioning of n candidates: [image latents ×2n, zeros ×n].</summary>
     public Tensor ImageConditionFor(long n) => Cached("image latents", n, () =>
     {

@@ -101,6 +101,8 @@ public sealed class ElectEngine
         _batch = options.MaxBatch;
         _decodeBatch = options.MaxDecodeBatch ?? (dev.type == DeviceType.CUDA ? 4 : int.MaxValue);
 
+        // everything the run allocates is owned by this scope; only the result's tensors are detached from it
+        using var runScope = NewDisposeScope();
         var sw = Stopwatch.StartNew();
         var generators = seeds.Select(s => new Generator(unchecked((ulong)s))).ToArray();
         var active = Enumerable.Range(0, seeds.Count).ToList();
@@ -182,7 +184,7 @@ public sealed class ElectEngine
             using (var unit = (decoded / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).to(ScalarType.Float32).cpu())
             {
                 for (int k = 0; k < active.Count; k++)
-                    images[seeds[active[k]]] = unit[k].clone();
+                    images[seeds[active[k]]] = unit[k].clone().DetachFromDisposeScope();
             }
             double tDecode = sw.Elapsed.TotalSeconds - tCandidates - tSelection - tFinish;
             return new EditResult
@@ -191,7 +193,7 @@ public sealed class ElectEngine
                 Bis = bis,
                 BestSeed = best,
                 Images = images,
-                RelevanceMap = relevance?.to(ScalarType.Float32).cpu(),
+                RelevanceMap = relevance?.to(ScalarType.Float32).cpu().DetachFromDisposeScope(),
                 Steps = T,
                 StoppingStep = selection?.StoppingStep,
                 ModelEvaluations = evaluations,

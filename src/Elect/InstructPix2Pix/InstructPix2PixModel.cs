@@ -82,13 +82,14 @@ public sealed class InstructPix2PixModel : VaeEditingModel
     /// <summary>Conditioning from given prompt embeddings ([1, L, D] for the instruction and for the empty prompt).</summary>
     public EditCondition PrepareWithEmbeddings(RgbImage image, Tensor text, Tensor empty)
     {
+        using var scope = NewDisposeScope();
         var latents = EncodeImage(image);
         return new EditCondition
         {
             ImageLatents = latents,
             DecodedInput = DecodeRaw(latents),
             Prompts = new Dictionary<string, (Tensor, Tensor)> { ["hidden"] = (text.to(DType, Device).clone(), empty.to(DType, Device).clone()) },
-        };
+        }.Owned();
     }
 
     public override Tensor Forward(EditCondition condition, Tensor modelInput, Tensor timestep)

@@ -125,6 +125,7 @@ public sealed class UltraEditModel : VaeEditingModel
     {
         if (mask is not null && !_takesMask)
             throw new NotSupportedException("this UltraEdit checkpoint's transformer takes no mask channels (in_channels = 2 x latent channels); drop --mask-image");
+        using var scope = NewDisposeScope();
         var latents = EncodeImage(image);
         var decoded = DecodeRaw(latents);
         if (_takesMask)
@@ -144,7 +145,7 @@ public sealed class UltraEditModel : VaeEditingModel
                 ["hidden"] = (e[0..1].clone(), e[1..2].clone()),
                 ["pooled"] = (p[0..1].clone(), p[1..2].clone()),
             },
-        };
+        }.Owned();
     }
 
     public override Tensor Forward(EditCondition condition, Tensor modelInput, Tensor timestep)

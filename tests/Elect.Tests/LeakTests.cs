@@ -1,0 +1,57 @@
+using Elect.Editing;
+using TorchSharp;
+using Xunit;
+
+namespace Elect.Tests;
+
+/// <summary>
+/// Deterministic disposal: an edit leaves no live tensor behind (on CUDA a leaked tensor is leaked
+/// device memory until some garbage collection happens to finalise it).
+/// </summary>
+public sealed class LeakTests : IDisposable
+{
+    private readonly string _tmp = Directory.CreateTempSubdirectory("elect-leak-").FullName;
+
+    public void Dispose() => Directory.Delete(_tmp, recursive: true);
+
+    [SkippableTheory]
+    [InlineData("instructpix2pix")]
+    [InlineData("ultraedit")]
+    public void EditsLeaveNoLiveTensors(string family)
+    {
+        var model = family == "ultraedit" ? Fixtures.UltraEditTiny : Fixtures.Ip2pTiny;
+        using var editor = Editor.Load(model, family, torch.CPU, torch.ScalarType.Float32);
+        var input = Ip2pPipelineTests.Input(family == "ultraedit" ? "ultraedit-input.png" : "ip2p-input.png", 128);
+        var options = new EditOptions { InferenceSteps = 6 };
+        var selection = new SelectionOptions { StoppingStep = 3, LastMaskStep = 2 };
+        void EditOnce(int k)
+        {
+            using var result = editor.Edit(input, "Replace the cat with a bear", [1, 2, 3], options, selection);
+            EditOutputs.Write(_tmp, $"item{k}", input, result);
+        }
+        EditOnce(0);
+        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        for (int k = 1; k <= 3; k++) EditOnce(k);
+        long after = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        Assert.True(after == before, $"{after - before} tensors left alive by 3 edits");
+    }
+
+    [SkippableFact]
+    public void LibraryLevelPrepareAndRunLeaveNoLiveTensors()
+    {
+        using var editor = Ip2pPipelineTests.LoadTiny();
+        var input = Ip2pPipelineTests.Input("ip2p-input.png", 128);
+        var engine = new ElectEngine(editor.Model);
+        void Once()
+        {
+            using var condition = editor.Model.Prepare(input, "Replace the cat with a bear");
+            using var result = engine.RunElect(condition, [1, 2], new EditOptions { InferenceSteps = 4 }, new SelectionOptions { StoppingStep = 2, LastMaskStep = 1 });
+        }
+        Once();
+        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        Once();
+        Once();
+        long after = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        Assert.True(after == before, $"{after - before} tensors left alive");
+    }
+}
