@@ -15,5 +15,5 @@ if [[ -n "${ELECT:-}" ]]; then run=(dotnet "$ELECT"); else run=(dotnet run --pro
 for model in instructpix2pix ultraedit; do
   "${run[@]}" bench --model "$model" --device "$DEVICE" --dtype "$DTYPE" --resolution 512 --inference-steps 100 \
     --candidates 10 --stopping-step 40 --last-step-for-mask-extraction 20 --runs "$RUNS" --warmup 1 \
-    --output "$OUT/$model-$DTYPE.json" "$@"
+    --modes plain elect best-of-n elect-sequential --output "$OUT/$model-$DTYPE.json" "$@"
 done

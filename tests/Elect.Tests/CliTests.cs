@@ -97,7 +97,8 @@ public sealed class CliTests : IDisposable
         var output = Path.Combine(_tmp, $"bench-{model}.json");
         var (code, stdout, stderr) = Cli("bench", "--model", model, "--size", "tiny", "--device", "cpu", "--resolution", "64",
             "--inference-steps", "4", "--candidates", "3", "--stopping-step", "2", "--last-step-for-mask-extraction", "1",
-            "--runs", "1", "--warmup", "0", "--output", output, "--log-level", "warning");
+            "--runs", "1", "--warmup", "0", "--output", output, "--log-level", "warning",
+            "--modes", "plain", "elect", "best-of-n", "elect-sequential");
         Assert.True(code == 0, stderr);
         var json = JsonNode.Parse(File.ReadAllText(output))!;
         Assert.Equal(JsonNode.Parse(stdout)!.ToJsonString(), json.ToJsonString());
@@ -105,6 +106,7 @@ public sealed class CliTests : IDisposable
         Assert.Equal(4, modes["plain"]!["nfe"]!.GetValue<long>());
         Assert.Equal(3 * 2 + (4 - 2), modes["elect"]!["nfe"]!.GetValue<long>());
         Assert.Equal(3 * 4, modes["best-of-n"]!["nfe"]!.GetValue<long>());
+        Assert.Equal(3 * 2 + (4 - 2), modes["elect-sequential"]!["nfe"]!.GetValue<long>());
         Assert.True(modes["elect"]!["median_s"]!.GetValue<double>() > 0);
         Assert.StartsWith("cpu", json["device"]!.GetValue<string>());
     }

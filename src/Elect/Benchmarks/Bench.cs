@@ -33,7 +33,7 @@ public sealed record BenchOptions
     public int Runs { get; init; } = 3;
     public int Warmup { get; init; } = 1;
     public int? MaxBatch { get; init; }
-    public IReadOnlyList<string> Modes { get; init; } = ["plain", "elect", "best-of-n"];
+    public IReadOnlyList<string> Modes { get; init; } = Bench.DefaultModes;
 
     /// <summary>Architecture scale for random weights: 1 = full size; smaller values shrink channel widths (CPU smoke runs).</summary>
     public string Size { get; init; } = "full";
@@ -47,13 +47,21 @@ public sealed record BenchOptions
 /// </summary>
 public static class Bench
 {
-    public static readonly IReadOnlyList<string> AllModes = ["plain", "elect", "best-of-n"];
+    /// <summary>
+    /// plain: one seed, T steps. elect: N candidates batched to t_stop, winner finished. best-of-n: all N
+    /// to T, scored at the end. elect-sequential: ELECT with one candidate per model call (batch 3, the
+    /// authors' schedule), to show what batching buys on the same weights.
+    /// </summary>
+    public static readonly IReadOnlyList<string> AllModes = ["plain", "elect", "best-of-n", "elect-sequential"];
+
+    /// <summary>The modes run when none are named.</summary>
+    public static readonly IReadOnlyList<string> DefaultModes = ["plain", "elect", "best-of-n"];
 
     public static JsonObject Run(BenchOptions o, ILogger? logger = null)
     {
         var log = logger ?? NullLogger.Instance;
         foreach (var m in o.Modes)
-            if (!AllModes.Contains(m)) throw new ArgumentException($"unknown bench mode '{m}' (plain, elect, best-of-n)");
+            if (!AllModes.Contains(m)) throw new ArgumentException($"unknown bench mode '{m}' ({string.Join(", ", AllModes)})");
         if (o.Runs < 1) throw new ArgumentOutOfRangeException(nameof(o.Runs), "--runs must be at least 1");
         if (o.Warmup < 0) throw new ArgumentOutOfRangeException(nameof(o.Warmup), "--warmup must be >= 0");
         if (o.Candidates < 1) throw new ArgumentOutOfRangeException(nameof(o.Candidates), "--candidates must be at least 1");
@@ -76,7 +84,7 @@ public static class Bench
             var (modeSeeds, modeSelection) = mode switch
             {
                 "plain" => (new long[] { 1 }, (SelectionOptions?)null),
-                "elect" => (seeds, selection),
+                "elect" or "elect-sequential" => (seeds, selection),
                 _ => (seeds, selection with { StoppingStep = o.Steps, KeepAllSeeds = true }),
             };
             var times = new List<double>();
@@ -89,7 +97,8 @@ public static class Bench
                 using var condition = Prepare(model, image, o);
                 ElectEngine.Synchronize(o.Device);
                 var prepare = sw.Elapsed;
-                using var result = engine.Run(condition, modeSeeds, edit, modeSelection, null, CancellationToken.None, prepare);
+                var modeEdit = mode == "elect-sequential" ? edit with { MaxBatch = 1 } : edit;
+                using var result = engine.Run(condition, modeSeeds, modeEdit, modeSelection, null, CancellationToken.None, prepare);
                 double seconds = sw.Elapsed.TotalSeconds;
                 if (MemoryProbe.GpuUsedBytes(o.Device) is { } used) peak = Math.Max(peak ?? 0, used);
                 if (r < o.Warmup)
