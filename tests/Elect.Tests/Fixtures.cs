@@ -86,3 +86,28 @@ public static class TensorAssert
         Assert.True((e == a).all().item<bool>(), $"{what}: expected [{string.Join(",", e.data<long>())}] got [{string.Join(",", a.data<long>())}]");
     }
 }
+
+/// <summary>
+/// A temporary copy of a diffusers component folder (its config.json and one weights file) whose
+/// tensors pass through <c>edit</c> on the way: the way loader tests build a broken or legacy checkpoint.
+/// </summary>
+public sealed class ComponentCopy : IDisposable
+{
+    public string Path { get; } = Directory.CreateTempSubdirectory("elect-component-").FullName;
+
+    public ComponentCopy(string sourceDir, string weightsFile, Func<Dictionary<string, Tensor>, IReadOnlyDictionary<string, Tensor>> edit)
+    {
+        File.Copy(System.IO.Path.Combine(sourceDir, "config.json"), System.IO.Path.Combine(Path, "config.json"));
+        var tensors = SafeTensors.Load(System.IO.Path.Combine(sourceDir, weightsFile));
+        try
+        {
+            SafeTensors.Save(System.IO.Path.Combine(Path, weightsFile), edit(tensors));
+        }
+        finally
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+        }
+    }
+
+    public void Dispose() => Directory.Delete(Path, recursive: true);
+}

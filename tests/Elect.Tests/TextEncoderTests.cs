@@ -92,14 +92,14 @@ public class TextEncoderTests(ITestOutputHelper output)
             var ids = Fixtures.Golden("ultraedit.text_encoder_3.input_ids");
 
             all["encoder.embed_tokens.weight"] = all["shared.weight"].clone();
-            WriteSafeTensors(Path.Combine(tmp.Path, "model.safetensors"), all);
+            Elect.Modeling.SafeTensors.Save(Path.Combine(tmp.Path, "model.safetensors"), all);
             using (var both = T5EncoderModel.FromPretrained(tmp.Path, ScalarType.Float32, torch.CPU))
             using (var last = both.forward(ids))
                 TensorAssert.Close(Fixtures.Golden("ultraedit.text_encoder_3.last_hidden_state"), last, Atol, "tied both");
 
             all.Remove("shared.weight", out var sharedW);
             sharedW!.Dispose();
-            WriteSafeTensors(Path.Combine(tmp.Path, "model.safetensors"), all);
+            Elect.Modeling.SafeTensors.Save(Path.Combine(tmp.Path, "model.safetensors"), all);
             using (var only = T5EncoderModel.FromPretrained(tmp.Path, ScalarType.Float32, torch.CPU))
             using (var last = only.forward(ids))
                 TensorAssert.Close(Fixtures.Golden("ultraedit.text_encoder_3.last_hidden_state"), last, Atol, "embed_tokens only");
@@ -123,7 +123,7 @@ public class TextEncoderTests(ITestOutputHelper output)
         {
             prefixed["text_model.embeddings.position_ids"] = torch.arange(77, dtype: ScalarType.Int64).unsqueeze(0);
             File.Copy(Path.Combine(src, "config.json"), Path.Combine(tmp.Path, "config.json"));
-            WriteSafeTensors(Path.Combine(tmp.Path, "model.safetensors"), prefixed);
+            Elect.Modeling.SafeTensors.Save(Path.Combine(tmp.Path, "model.safetensors"), prefixed);
             using var model = ClipTextModel.FromPretrained(tmp.Path, ScalarType.Float32, torch.CPU);
             using var _ = torch.no_grad();
             using var result = model.forward(Fixtures.Golden("ip2p.text_encoder.input_ids"));
@@ -190,37 +190,6 @@ public class TextEncoderTests(ITestOutputHelper output)
         using var rel = torch.tensor(new long[] { -200, -128, -20, -8, -7, -1, 0, 1, 7, 8, 20, 128, 200 });
         using var b = T5EncoderModel.RelativePositionBucket(rel, 32, 128);
         Assert.Equal(new long[] { 15, 15, 10, 8, 7, 1, 0, 17, 23, 24, 26, 31, 31 }, b.data<long>().ToArray());
-    }
-
-    private static void WriteSafeTensors(string path, IReadOnlyDictionary<string, Tensor> tensors)
-    {
-        var header = new JsonObject();
-        long offset = 0;
-        var blobs = new List<byte[]>();
-        foreach (var (name, t) in tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-        {
-            var bytes = t.contiguous().bytes.ToArray();
-            string dtype = t.dtype switch
-            {
-                ScalarType.Float16 => "F16",
-                ScalarType.Float32 => "F32",
-                ScalarType.Int64 => "I64",
-                _ => throw new NotSupportedException(t.dtype.ToString()),
-            };
-            header[name] = new JsonObject
-            {
-                ["dtype"] = dtype,
-                ["shape"] = new JsonArray(t.shape.Select(s => (JsonNode)JsonValue.Create(s)!).ToArray()),
-                ["data_offsets"] = new JsonArray(offset, offset + bytes.Length),
-            };
-            offset += bytes.Length;
-            blobs.Add(bytes);
-        }
-        var json = System.Text.Encoding.UTF8.GetBytes(header.ToJsonString());
-        using var fs = File.Create(path);
-        fs.Write(BitConverter.GetBytes((long)json.Length));
-        fs.Write(json);
-        foreach (var b in blobs) fs.Write(b);
     }
 
     private sealed class TempDir : IDisposable

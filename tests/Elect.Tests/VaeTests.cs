@@ -59,25 +59,15 @@ public class VaeTests(ITestOutputHelper output)
     public void MissingTensorIsNamedWithFile()
     {
         var src = Path.Combine(Fixtures.Ip2pTiny, "vae");
-        var tmp = Directory.CreateTempSubdirectory("elect-vae-");
-        try
+        const string dropped = "decoder.mid_block.attentions.0.to_k.bias";
+        using var copy = new ComponentCopy(src, "diffusion_pytorch_model.safetensors", tensors =>
         {
-            File.Copy(Path.Combine(src, "config.json"), Path.Combine(tmp.FullName, "config.json"));
-            const string dropped = "decoder.mid_block.attentions.0.to_k.bias";
-            var tensors = Elect.Modeling.SafeTensors.Load(Path.Combine(src, "diffusion_pytorch_model.safetensors"));
-            Assert.True(tensors.Remove(dropped, out var removed));
-            removed.Dispose();
-            SafeTensors.Save(Path.Combine(tmp.FullName, "diffusion_pytorch_model.safetensors"), tensors);
-            foreach (var t in tensors.Values) t.Dispose();
-
-            var e = Assert.ThrowsAny<InvalidDataException>(() => AutoencoderKL.FromPretrained(tmp.FullName, ScalarType.Float32, torch.CPU));
-            Assert.Contains(dropped, e.Message);
-            Assert.Contains("diffusion_pytorch_model.safetensors", e.Message);
-        }
-        finally
-        {
-            tmp.Delete(recursive: true);
-        }
+            Assert.True(tensors.ContainsKey(dropped));
+            return tensors.Where(kv => kv.Key != dropped).ToDictionary();
+        });
+        var e = Assert.ThrowsAny<InvalidDataException>(() => AutoencoderKL.FromPretrained(copy.Path, ScalarType.Float32, torch.CPU));
+        Assert.Contains(dropped, e.Message);
+        Assert.Contains("diffusion_pytorch_model.safetensors", e.Message);
     }
 
     [SkippableFact]
@@ -124,21 +114,14 @@ public sealed class VaeLegacyKeyTests
     public void LoadsACheckpointWithLegacyAttentionNames()
     {
         var src = Path.Combine(Fixtures.Ip2pTiny, "vae");
-        var tmp = Directory.CreateTempSubdirectory("elect-vae-legacy-");
-        try
+        using var copy = new ComponentCopy(src, "diffusion_pytorch_model.safetensors", tensors =>
         {
-            File.Copy(Path.Combine(src, "config.json"), Path.Combine(tmp.FullName, "config.json"));
-            var tensors = SafeTensors.Load(Path.Combine(src, "diffusion_pytorch_model.safetensors"));
             var legacy = tensors.ToDictionary(kv => kv.Key.Replace(".to_q.", ".query.").Replace(".to_k.", ".key.").Replace(".to_v.", ".value.").Replace(".to_out.0.", ".proj_attn."), kv => kv.Value);
             Assert.Contains("encoder.mid_block.attentions.0.query.weight", legacy.Keys);
-            SafeTensors.Save(Path.Combine(tmp.FullName, "diffusion_pytorch_model.safetensors"), legacy);
-            using var vae = AutoencoderKL.FromPretrained(tmp.FullName, TorchSharp.torch.ScalarType.Float32, TorchSharp.torch.CPU);
-            using var decoded = vae.Decode(Fixtures.Golden("ip2p.vae.latent_mean"));
-            TensorAssert.Close(Fixtures.Golden("ip2p.vae.decoded"), decoded, 1e-4, "decoded with legacy keys");
-        }
-        finally
-        {
-            tmp.Delete(recursive: true);
-        }
+            return legacy;
+        });
+        using var vae = AutoencoderKL.FromPretrained(copy.Path, TorchSharp.torch.ScalarType.Float32, TorchSharp.torch.CPU);
+        using var decoded = vae.Decode(Fixtures.Golden("ip2p.vae.latent_mean"));
+        TensorAssert.Close(Fixtures.Golden("ip2p.vae.decoded"), decoded, 1e-4, "decoded with legacy keys");
     }
 }

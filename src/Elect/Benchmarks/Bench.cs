@@ -151,7 +151,7 @@ public static class Bench
 
     private static EditCondition Prepare(EditingModel model, RgbImage image, BenchOptions o)
     {
-        var (tokens, width, pooled) = BenchConfigs.TextShape(o.Family);
+        int tokens = BenchConfigs.PromptTokens(o.Family);
         using var gen = new Generator(1234);
         switch (model)
         {

@@ -61,7 +61,6 @@ public static class BenchConfigs
     { "_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 3.0 }
     """;
 
-    /// <summary>Text-embedding shapes the denoisers read: (sequence, width, pooled width or 0).</summary>
-    public static (int Tokens, int Width, int Pooled) TextShape(string family) =>
-        family == "ultraedit" ? (154, 4096, 2048) : (77, 768, 0);
+    /// <summary>Prompt-embedding length the denoiser reads (widths come from the model's own config).</summary>
+    public static int PromptTokens(string family) => family == "ultraedit" ? 154 : 77;
 }
