@@ -1,4 +1,6 @@
+using System.Text.Json.Nodes;
 using Elect.Datasets;
+using Elect.Editing;
 using Xunit;
 
 namespace Elect.Tests;
@@ -49,5 +51,23 @@ public sealed class DatasetTests : IDisposable
         File.WriteAllText(Path.Combine(_dir, EditDataset.GenericFile), "{ not json");
         Assert.Contains("dataset.json: not valid JSON", Assert.Throws<InvalidDataException>(() => EditDataset.Load(_dir)).Message);
         Assert.Throws<DirectoryNotFoundException>(() => EditDataset.Load(Path.Combine(_dir, "nope")));
+    }
+
+    [Fact]
+    public void MemoryTrendSummarisesEachReadingPresentInEveryItem()
+    {
+        JsonObject Snap(double rss, long live, double? gpu)
+        {
+            var o = new JsonObject { ["process_rss_mib"] = rss, ["live_tensors"] = live };
+            if (gpu is { } g) o["gpu_used_mib"] = g;
+            return o;
+        }
+        var trend = MemoryProbe.Trend([Snap(300, 40, 900), Snap(512.5, 40, 950), Snap(310, 41, null)]);
+        Assert.Equal(3, trend["items"]!.GetValue<int>());
+        var rss = trend["process_rss_mib"]!;
+        Assert.Equal([300, 310, 300, 512.5, 10], new[] { "first", "last", "min", "max", "growth" }.Select(k => rss[k]!.GetValue<double>()));
+        Assert.Equal(1, trend["live_tensors"]!["growth"]!.GetValue<double>());
+        Assert.Null(trend["gpu_used_mib"]);   // missing from one item: no trend rather than a misleading one
+        Assert.Equal(0, MemoryProbe.Trend([])["items"]!.GetValue<int>());
     }
 }

@@ -1,3 +1,5 @@
+using System.Text.Json;
+using Elect.Datasets;
 using Elect.Editing;
 using TorchSharp;
 using Xunit;
@@ -53,5 +55,35 @@ public sealed class LeakTests : IDisposable
         Once();
         long after = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
         Assert.True(after == before, $"{after - before} tensors left alive");
+    }
+
+    /// <summary>
+    /// What the issue asks of a dataset run (memory flat across items), checked the device-independent
+    /// way: the summary's live-tensor count does not grow from the first item to the last.
+    /// </summary>
+    [SkippableFact]
+    public void DatasetRunKeepsMemoryFlatAcrossItems()
+    {
+        using var editor = Ip2pPipelineTests.LoadTiny();
+        var ds = Directory.CreateDirectory(Path.Combine(_tmp, "ds")).FullName;
+        var image = JsonSerializer.Serialize(Path.Combine(Fixtures.Require(), "models", "ip2p-input.png"));
+        var entries = Enumerable.Range(0, 8).Select(k => $"\"item{k}\": {{\"image_path\": {image}, \"editing_instruction\": \"Replace the cat with a bear\"}}");
+        File.WriteAllText(Path.Combine(ds, EditDataset.GenericFile), "{" + string.Join(",", entries) + "}");
+        var summary = new DatasetRunner(editor).Run(new DatasetRunOptions
+        {
+            DatasetDir = ds,
+            OutputDir = Path.Combine(_tmp, "out"),
+            Resolution = 128,
+            Seeds = [1, 2, 3],
+            Edit = new EditOptions { InferenceSteps = 4 },
+            Selection = new SelectionOptions { StoppingStep = 2, LastMaskStep = 1 },
+        });
+        Assert.Equal(8, summary["done"]!.GetValue<int>());
+        var memory = summary["memory"]!;
+        Assert.Equal(8, memory["items"]!.GetValue<int>());
+        var live = memory["live_tensors"]!;
+        Assert.True(live["growth"]!.GetValue<double>() == 0 && live["max"]!.GetValue<double>() == live["min"]!.GetValue<double>(),
+                    $"live tensors over the run: {live.ToJsonString()}");
+        Assert.NotNull(memory["process_rss_mib"]);
     }
 }

@@ -30,7 +30,8 @@ public sealed record DatasetRunOptions
 /// Runs an editor over a dataset: one item at a time, each written as it finishes together with a
 /// per-item report (<c>{key}_report.json</c>, written last, which is what resume looks for). A bad
 /// item (unreadable image, empty instruction, malformed entry) is logged and skipped; the others go
-/// on. Writes <c>summary.json</c> with per-item results, totals and memory after each item.
+/// on. Writes <c>summary.json</c> with per-item results, totals and the memory readings after each
+/// item with their course over the run (<see cref="MemoryProbe.Trend"/>).
 /// </summary>
 public sealed class DatasetRunner
 {
@@ -52,6 +53,7 @@ public sealed class DatasetRunner
         _log.LogInformation("{Format} dataset {Dir}: {Count} items, {Bad} malformed", format, o.DatasetDir, items.Count, bad.Count);
         var results = new JsonArray();
         var failures = new JsonArray();
+        var memory = new List<JsonObject>();
         foreach (var b in bad)
         {
             _log.LogError("skipping item {Key}: {Error}", b.Key, b.Error);
@@ -81,7 +83,9 @@ public sealed class DatasetRunner
                 var files = EditOutputs.Write(o.OutputDir, item.Key, image, result);
                 var report = EditOutputs.Report(item.Key, item.Instruction, result, files, _editor);
                 report["image_path"] = item.ImagePath;
-                report["memory"] = MemoryProbe.Snapshot(_editor.Model.Device);
+                var snapshot = MemoryProbe.Snapshot(_editor.Model.Device);
+                memory.Add(snapshot);
+                report["memory"] = snapshot.DeepClone();
                 EditOutputs.WriteJson(reportPath, report);
                 results.Add(report.DeepClone());
                 nfe += result.ModelEvaluations;
@@ -107,6 +111,7 @@ public sealed class DatasetRunner
             ["nfe"] = nfe,
             ["nfe_best_of_n"] = nfeBestOfN,
             ["seconds"] = Math.Round(total.Elapsed.TotalSeconds, 3),
+            ["memory"] = MemoryProbe.Trend(memory),
             ["results"] = results,
             ["failures"] = failures,
         };

@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Runtime.InteropServices;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -6,9 +8,11 @@ using static TorchSharp.torch;
 namespace Elect.Editing;
 
 /// <summary>
-/// Memory readings for reports: the process's resident set and, on CUDA, the device memory in use
-/// as NVML reports it (libnvidia-ml; absent → null). TorchSharp exposes no caching-allocator
-/// statistics, so device memory is read from the driver.
+/// Memory readings for reports: the process's resident set, the managed heap, the number of live
+/// TorchSharp tensors created on this thread (device-independent: a leak shows up as growth here
+/// on any device) and, on CUDA, the device memory in use as NVML reports it (libnvidia-ml; absent →
+/// omitted). TorchSharp exposes no caching-allocator statistics, so device memory is read from the
+/// driver: it includes what the allocator keeps cached, i.e. it follows the peak, not the current use.
 /// </summary>
 public static class MemoryProbe
 {
@@ -18,6 +22,7 @@ public static class MemoryProbe
         {
             ["process_rss_mib"] = Math.Round(Environment.WorkingSet / 1048576.0, 1),
             ["managed_mib"] = Math.Round(GC.GetTotalMemory(false) / 1048576.0, 1),
+            ["live_tensors"] = DisposeScopeManager.Statistics.ThreadTotalLiveCount,
         };
         if (device.type == DeviceType.CUDA && Nvml.TryUsedBytes(device.index < 0 ? 0 : device.index, out var used, out var total))
         {
@@ -26,6 +31,34 @@ public static class MemoryProbe
         }
         return o;
     }
+
+    /// <summary>
+    /// The course of each reading over a sequence of snapshots (one per dataset item):
+    /// <c>{reading: {first, last, min, max, growth}}</c>, where growth is last − first. Flat memory
+    /// across items means growth ≈ 0 (the first item already holds the caches).
+    /// </summary>
+    public static JsonObject Trend(IReadOnlyList<JsonObject> snapshots)
+    {
+        var trend = new JsonObject { ["items"] = snapshots.Count };
+        if (snapshots.Count == 0) return trend;
+        foreach (var key in snapshots[0].Select(kv => kv.Key))
+        {
+            var values = snapshots.Select(s => Number(s[key])).Where(d => d.HasValue).Select(d => d!.Value).ToArray();
+            if (values.Length != snapshots.Count) continue;   // a reading missing from some items
+            trend[key] = new JsonObject
+            {
+                ["first"] = values[0],
+                ["last"] = values[^1],
+                ["min"] = values.Min(),
+                ["max"] = values.Max(),
+                ["growth"] = Math.Round(values[^1] - values[0], 1),
+            };
+        }
+        return trend;
+    }
+
+    private static double? Number(JsonNode? node) =>
+        node is JsonValue v && v.GetValueKind() == JsonValueKind.Number ? double.Parse(v.ToJsonString(), CultureInfo.InvariantCulture) : null;
 
     /// <summary>Device memory in use (bytes) via NVML, or null when NVML is not available.</summary>
     public static long? GpuUsedBytes(Device device) =>
