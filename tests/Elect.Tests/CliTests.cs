@@ -108,6 +108,7 @@ public sealed class CliTests : IDisposable
         Assert.Equal(3 * 4, modes["best-of-n"]!["nfe"]!.GetValue<long>());
         Assert.Equal(3 * 2 + (4 - 2), modes["elect-sequential"]!["nfe"]!.GetValue<long>());
         Assert.True(modes["elect"]!["median_s"]!.GetValue<double>() > 0);
+        Assert.True(json["denoiser_parameters"]!.GetValue<long>() > 0);
         Assert.StartsWith("cpu", json["device"]!.GetValue<string>());
     }
 

@@ -138,6 +138,7 @@ public static class Bench
             ["dtype"] = o.DType.ToString(),
             ["family"] = o.Family,
             ["weights"] = o.ModelPath ?? $"random ({o.Size})",
+            ["denoiser_parameters"] = DenoiserParameters(model),
             ["resolution"] = o.Resolution,
             ["steps"] = o.Steps,
             ["candidates"] = o.Candidates,
@@ -204,6 +205,18 @@ public static class Bench
         if (c.ContainsKey("num_attention_heads") && c["num_attention_heads"] is JsonValue) c["num_attention_heads"] = 4;
         if (c.ContainsKey("attention_head_dim") && c.ContainsKey("joint_attention_dim")) c["attention_head_dim"] = 16;
         if (c.ContainsKey("caption_projection_dim")) c["caption_projection_dim"] = 64;
+    }
+
+    /// <summary>Parameter count of the UNet / transformer: shows which architecture size was timed.</summary>
+    private static long DenoiserParameters(EditingModel model)
+    {
+        nn.Module? denoiser = model switch
+        {
+            InstructPix2PixModel ip2p => ip2p.Unet,
+            UltraEditModel ue => ue.Transformer,
+            _ => null,
+        };
+        return denoiser?.parameters().Sum(p => p.numel()) ?? 0;
     }
 
     private static string DeviceName(Device d)
