@@ -3,16 +3,17 @@
 # Runs `elect bench` for InstructPix2Pix (SD 1.5 sizes) and UltraEdit (SD3-medium sizes) with random
 # weights, fp16, 512x512, T=100, N=10, t_stop=40, and writes one JSON per family to $OUT (default bench/).
 #   ELECT=path/to/elect.dll  use a published build (default: dotnet run on src/Elect.Cli, Release)
-#   DEVICE=cuda DTYPE=fp16 RUNS=3 extra args after --
+#   DEVICE=cuda DTYPE=fp16 RUNS=3 MODELS="instructpix2pix ultraedit"; extra arguments go to every bench call
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench}
 DEVICE=${DEVICE:-cuda}
 DTYPE=${DTYPE:-fp16}
 RUNS=${RUNS:-3}
+MODELS=${MODELS:-instructpix2pix ultraedit}
 mkdir -p "$OUT"
 if [[ -n "${ELECT:-}" ]]; then run=(dotnet "$ELECT"); else run=(dotnet run --project src/Elect.Cli -c Release --); fi
-for model in instructpix2pix ultraedit; do
+for model in $MODELS; do
   "${run[@]}" bench --model "$model" --device "$DEVICE" --dtype "$DTYPE" --resolution 512 --inference-steps 100 \
     --candidates 10 --stopping-step 40 --last-step-for-mask-extraction 20 --runs "$RUNS" --warmup 1 \
     --modes plain elect best-of-n elect-sequential --output "$OUT/$model-$DTYPE.json" "$@"

@@ -97,7 +97,7 @@ public sealed class CliTests : IDisposable
         var output = Path.Combine(_tmp, $"bench-{model}.json");
         var (code, stdout, stderr) = Cli("bench", "--model", model, "--size", "tiny", "--device", "cpu", "--resolution", "64",
             "--inference-steps", "4", "--candidates", "3", "--stopping-step", "2", "--last-step-for-mask-extraction", "1",
-            "--runs", "1", "--warmup", "0", "--output", output, "--log-level", "warning",
+            "--runs", "2", "--warmup", "1", "--output", output, "--log-level", "warning",
             "--modes", "plain", "elect", "best-of-n", "elect-sequential");
         Assert.True(code == 0, stderr);
         var json = JsonNode.Parse(File.ReadAllText(output))!;
@@ -109,6 +109,10 @@ public sealed class CliTests : IDisposable
         Assert.Equal(3 * 2 + (4 - 2), modes["elect-sequential"]!["nfe"]!.GetValue<long>());
         Assert.True(modes["elect"]!["median_s"]!.GetValue<double>() > 0);
         Assert.True(json["denoiser_parameters"]!.GetValue<long>() > 0);
+        Assert.Equal(2, modes["elect"]!["runs_s"]!.AsArray().Count);
+        var memory = modes["elect"]!["memory"]!;   // a reading after every run, the warm-up included
+        Assert.Equal(3, memory["items"]!.GetValue<int>());
+        Assert.Equal(0, memory["live_tensors"]!["growth"]!.GetValue<double>());
         Assert.StartsWith("cpu", json["device"]!.GetValue<string>());
     }
 

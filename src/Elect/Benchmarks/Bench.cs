@@ -90,7 +90,7 @@ public static class Bench
             var times = new List<double>();
             JsonObject? phases = null;
             long nfe = 0;
-            long? peak = null;
+            var memory = new List<JsonObject>();
             for (int r = 0; r < o.Warmup + o.Runs; r++)
             {
                 var sw = Stopwatch.StartNew();
@@ -100,7 +100,7 @@ public static class Bench
                 var modeEdit = mode == "elect-sequential" ? edit with { MaxBatch = 1 } : edit;
                 using var result = engine.Run(condition, modeSeeds, modeEdit, modeSelection, null, CancellationToken.None, prepare);
                 double seconds = sw.Elapsed.TotalSeconds;
-                if (MemoryProbe.GpuUsedBytes(o.Device) is { } used) peak = Math.Max(peak ?? 0, used);
+                memory.Add(MemoryProbe.Snapshot(o.Device));
                 if (r < o.Warmup)
                 {
                     log.LogInformation("{Mode}: warm-up {Seconds:F3} s", mode, seconds);
@@ -129,7 +129,7 @@ public static class Bench
                 ["nfe"] = nfe,
                 ["last_run_phases_s"] = phases,
             };
-            if (peak is { } p) entry["gpu_used_max_mib"] = Math.Round(p / 1048576.0, 1);
+            entry["memory"] = MemoryProbe.Trend(memory);   // after every run, warm-ups included: max is the peak, growth shows leaks
             modes[mode] = entry;
         }
         return new JsonObject

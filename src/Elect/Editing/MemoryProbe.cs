@@ -60,10 +60,6 @@ public static class MemoryProbe
     private static double? Number(JsonNode? node) =>
         node is JsonValue v && v.GetValueKind() == JsonValueKind.Number ? double.Parse(v.ToJsonString(), CultureInfo.InvariantCulture) : null;
 
-    /// <summary>Device memory in use (bytes) via NVML, or null when NVML is not available.</summary>
-    public static long? GpuUsedBytes(Device device) =>
-        device.type == DeviceType.CUDA && Nvml.TryUsedBytes(device.index < 0 ? 0 : device.index, out var used, out _) ? used : null;
-
     /// <summary>The GPU's name via NVML, or null.</summary>
     public static string? GpuName(int index) => Nvml.TryName(index, out var name) ? name : null;
 
