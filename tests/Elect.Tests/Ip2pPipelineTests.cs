@@ -8,8 +8,10 @@ using static TorchSharp.torch;
 namespace Elect.Tests;
 
 /// <summary>End-to-end parity of the InstructPix2Pix family with the reference goldens (CPU, float32).</summary>
-public class Ip2pPipelineTests
+public class Ip2pPipelineTests(Xunit.Abstractions.ITestOutputHelper output)
 {
+    private readonly Xunit.Abstractions.ITestOutputHelper _out = output;
+
     private const string Prompt = "Replace the cat with a bear";
 
     internal static Editor LoadTiny() => Editor.Load(Fixtures.Ip2pTiny, "instructpix2pix", CPU, ScalarType.Float32);
@@ -91,6 +93,32 @@ public class Ip2pPipelineTests
         // N*t_stop + (T - t_stop)
         Assert.Equal(3 * 4 + (10 - 4), result.ModelEvaluations);
         Assert.Equal(30, result.BestOfNEvaluations);
+    }
+
+    /// <summary>
+    /// The GPU fast path's precisions, run on the CPU: UNet and VAE in half precision (latents,
+    /// guidance, scheduler, relevance map and BIS in float32) against the float32 reference goldens.
+    /// Measured (max abs): fp16 BIS 2.2e-4, map 0.012, winner image 0.021; bf16 2.0e-3, 0.10, 0.092 (tolerances 2-5x).
+    /// </summary>
+    [SkippableTheory]
+    [InlineData(ScalarType.Float16, 1e-3, 0.03, 0.04)]
+    [InlineData(ScalarType.BFloat16, 1e-2, 0.3, 0.25)]
+    public void ElectInHalfPrecisionStaysCloseToTheReference(ScalarType dtype, double bisTol, double mapTol, double imageTol)
+    {
+        using var editor = Editor.Load(Fixtures.Ip2pTiny, "instructpix2pix", CPU, dtype);
+        var input = Input("ip2p-input2.png", 192);
+        long[] seeds = [101, 202, 303];
+        var selection = new SelectionOptions { StoppingStep = 4, FirstMaskStep = 0, LastMaskStep = 3 };
+        using var result = editor.Edit(input, "change the red mushroom into a blue one", seeds, new EditOptions { InferenceSteps = 10 }, selection);
+        var bis = Fixtures.Golden("ip2p.elect2.bis").data<double>().ToArray();
+        double bisDiff = seeds.Select((_, k) => Math.Abs(bis[k] - result.Bis![k])).Max();
+        using var mapDiff = (Fixtures.Golden("ip2p.elect2.relevance_map").to(ScalarType.Float32) - result.RelevanceMap!).abs().max();
+        using var imageDiff = (Fixtures.Golden("ip2p.elect2.output-202").to(ScalarType.Float32) / 255 - result.Images[202]).abs().max();
+        _out.WriteLine($"{dtype}: BIS max |diff| {bisDiff:G3}, relevance map {mapDiff.item<float>():G3}, winner image {imageDiff.item<float>():G3}");
+        Assert.Equal(202, result.BestSeed);
+        Assert.True(bisDiff <= bisTol, $"BIS differs by {bisDiff}");
+        Assert.True(mapDiff.item<float>() <= mapTol, $"relevance map differs by {mapDiff.item<float>()}");
+        Assert.True(imageDiff.item<float>() <= imageTol, $"winner image differs by {imageDiff.item<float>()}");
     }
 
     [SkippableFact]
