@@ -33,7 +33,7 @@ public static class MemoryProbe
     }
 
     /// <summary>
-    /// The course of each reading over a sequence of snapshots (one per dataset item):
+    /// The course of each reading over a sequence of snapshots (one per dataset item or bench run):
     /// <c>{reading: {first, last, min, max, growth}}</c>, where growth is last − first. Flat memory
     /// across items means growth ≈ 0 (the first item already holds the caches).
     /// </summary>
