@@ -64,17 +64,40 @@ tensors = {
     "empty": torch.zeros(0, 3),
     "param": torch.nn.Parameter(torch.randn(2, 2)),
 }
+with_attr = torch.randn(2)
+with_attr.note = "kept by _rebuild_from_type_v2"  # a tensor with Python attributes
+param_attr = torch.nn.Parameter(torch.randn(3))
+param_attr.tag = 1                                 # pickled through _rebuild_parameter_with_state
+tensors["with_attr"] = with_attr
+tensors["param_attr"] = param_attr
 assert not tensors["transposed"].is_contiguous()
 save_expected("tensors.safetensors", tensors)
-for proto in (2, 4, 5):
+for proto in (1, 2, 4, 5):
     path = os.path.join(OUT, f"tensors_p{proto}.pt")
     torch.save(tensors, path, pickle_protocol=proto, _use_new_zipfile_serialization=True)
-    # torch's weights_only unpickler knows only protocol 2's opcodes (protocol 4 adds FRAME etc.);
+    # torch's weights_only unpickler knows only the opcodes of protocol 2 as torch.save writes it;
     # the file is our own, so the full unpickler checks protocols 4 and 5
     back = expect_loads(path) if proto == 2 else torch.load(path, weights_only=False)
     assert back["shared_a"].untyped_storage().data_ptr() == back["shared_b"].untyped_storage().data_ptr()
     assert all(torch.equal(back[k], v) for k, v in tensors.items())
 
+
+# --- plain containers in every pickle protocol (no torch at all) -------------------------------
+plain = {
+    "int": 7, "neg": -300, "i32": 2**31 - 1, "big": 2**70, "neg_big": -(2**65), "float": 1.5e-3, "nan_free": -0.0,
+    "str": "caf\u00e9 \u2713\nline", "empty": "", "bytes": b"\x00\xff", "none": None, "t": True, "f": False,
+    "list": [1, [2, [3]]], "tuple1": (1,), "tuple3": (1, 2, 3), "tuple5": (1, 2, 3, 4, 5), "empty_tuple": (),
+    "set": {5, 6}, "odict": collections.OrderedDict([("b", 1), ("a", 2)]),
+    "complex": complex(1.5, -2.0), "shared": None, 3: "int key", (1, "k"): "tuple key",
+}
+shared_list = [1, 2]
+plain["shared"] = [shared_list, shared_list]  # memo: the same object twice
+for proto in range(6):
+    obj = dict(plain)
+    if proto >= 4:
+        obj["frozenset"] = frozenset({"a"})  # the FROZENSET opcode; older protocols call builtins.frozenset, which torch refuses
+    with open(os.path.join(OUT, f"plain_p{proto}.pkl"), "wb") as f:
+        pickle.dump(obj, f, protocol=proto)
 
 # --- a tiny module's state_dict (OrderedDict with _metadata) ---------------------------------
 class Tiny(torch.nn.Module):

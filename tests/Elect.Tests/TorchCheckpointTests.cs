@@ -56,6 +56,7 @@ public sealed class TorchCheckpointTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     [Theory]
+    [InlineData("tensors_p1.pt")]
     [InlineData("tensors_p2.pt")]
     [InlineData("tensors_p4.pt")]
     [InlineData("tensors_p5.pt")]
@@ -84,6 +85,8 @@ public sealed class TorchCheckpointTests : IDisposable
             Assert.True(refs["param"].IsParameter);
             Assert.True(refs["param"].RequiresGrad);
             Assert.False(refs["f32"].IsParameter);
+            Assert.True(refs["param_attr"].IsParameter); // _rebuild_parameter_with_state
+            Assert.False(refs["with_attr"].IsParameter); // _rebuild_from_type_v2(torch.Tensor)
 
             // the two tensors of one storage share its memory: shared_a[1, 0] is shared_b[0]
             got["shared_a"][1, 0] = tensor(100f);
@@ -217,6 +220,56 @@ public sealed class TorchCheckpointTests : IDisposable
             Assert.Throws<InvalidDataException>(() => Checkpoint.ReadTensors(path, null, mode));
         }
         Assert.False(File.Exists(markerPath), $"the payload of {file} ran");
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    [InlineData(5)]
+    public void PlainContainersOfEveryProtocolAreRebuilt(int protocol)
+    {
+        var path = PickleData.File($"plain_p{protocol}.pkl");
+        var d = Assert.IsType<PickleDict>(TorchCheckpoint.LoadPlainPickle(path));
+        Assert.Equal(7L, d["int"]);
+        Assert.Equal(-300L, d["neg"]);
+        Assert.Equal((long)int.MaxValue, d["i32"]);
+        Assert.Equal(BigInteger.Pow(2, 70), d["big"]);
+        Assert.Equal(-BigInteger.Pow(2, 65), d["neg_big"]);
+        Assert.Equal(1.5e-3, d["float"]);
+        Assert.True(double.IsNegative((double)d["nan_free"]!));
+        Assert.Equal("caf\u00e9 \u2713\nline", d["str"]);
+        Assert.Equal("", d["empty"]);
+        Assert.Equal(new byte[] { 0, 255 }, d["bytes"]);
+        Assert.Null(d["none"]);
+        Assert.Equal(true, d["t"]);
+        Assert.Equal(false, d["f"]);
+        var list = Assert.IsType<List<object?>>(d["list"]);
+        Assert.Equal(1L, list[0]);
+        Assert.Equal(3L, Assert.IsType<List<object?>>(Assert.IsType<List<object?>>(list[1])[1])[0]);
+        Assert.Equal(new PickleTuple([1L]), d["tuple1"]);
+        Assert.Equal(new PickleTuple([1L, 2L, 3L]), d["tuple3"]);
+        Assert.Equal(new PickleTuple([1L, 2L, 3L, 4L, 5L]), d["tuple5"]);
+        Assert.Equal(PickleTuple.Empty, d["empty_tuple"]);
+        var set = Assert.IsType<PickleSet>(d["set"]);
+        Assert.True(set.Count == 2 && set.Contains(5L) && set.Contains(6L) && !set.Frozen);
+        var od = Assert.IsType<PickleDict>(d["odict"]);
+        Assert.Equal("collections.OrderedDict", od.TypeName);
+        Assert.Equal(new object?[] { "b", "a" }, od.Keys.ToArray());
+        Assert.Equal(new Complex(1.5, -2.0), d["complex"]);
+        Assert.Equal("int key", d[3L]);
+        Assert.Equal("tuple key", d[new PickleTuple([1L, "k"])]);
+        var shared = Assert.IsType<List<object?>>(d["shared"]);
+        Assert.Same(shared[0], shared[1]); // one object, memoised
+        if (protocol >= 4)
+        {
+            var fs = Assert.IsType<PickleSet>(d["frozenset"]);
+            Assert.True(fs.Frozen && fs.Contains("a"));
+        }
+        // a plain pickle is not a checkpoint
+        Assert.Contains("a plain pickle (dict), not a torch.save zip archive", Assert.Throws<InvalidDataException>(() => TorchCheckpoint.Open(path)).Message);
     }
 
     [Fact]

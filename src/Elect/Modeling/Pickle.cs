@@ -557,7 +557,7 @@ internal sealed class RestrictedUnpickler
     private static object DecodeLong(ReadOnlySpan<byte> b) =>
         b.Length == 0 ? 0L : Normalize(new BigInteger(b, isUnsigned: false, isBigEndian: false));
 
-    private static object Normalize(BigInteger v) => v >= long.MinValue && v <= long.MaxValue ? (long)v : v;
+    private static object Normalize(BigInteger v) => v >= long.MinValue && v <= long.MaxValue ? (object)(long)v : v;
 
     // protocol 0 STRING: a Python 2 string literal in quotes with backslash escapes
     private string DecodePyStringLiteral(string s, int opAt)

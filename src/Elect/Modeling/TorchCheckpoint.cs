@@ -149,6 +149,16 @@ public sealed class TorchCheckpoint : IDisposable
         return new InvalidDataException($"{path}: a plain pickle ({PickleFormat.TypeOf(first)}), not a torch.save zip archive");
     }
 
+    /// <summary>Unpickles a plain (non-torch) pickle file with the same allow-list; no tensor can be built.</summary>
+    internal static object? LoadPlainPickle(string path, UnknownGlobals unknownGlobals = UnknownGlobals.Refuse)
+    {
+        var bytes = File.ReadAllBytes(path);
+        var allowed = new Allowlist(path, unknownGlobals);
+        return new RestrictedUnpickler(bytes, path,
+            pid => throw new InvalidDataException($"{path}: persistent id {PickleFormat.Repr(pid)} outside a torch.save archive"),
+            allowed.Resolve, allowed.CallWithoutTensors).Load();
+    }
+
     private static readonly BigInteger LegacyMagic = BigInteger.Parse("1950a86a20f9469cfc6c", System.Globalization.NumberStyles.HexNumber);
 
     private object? Unpickle(UnknownGlobals unknownGlobals)
