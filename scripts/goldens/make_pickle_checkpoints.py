@@ -143,6 +143,10 @@ ckpt_custom["callbacks"] = {"timer": collections.Counter(a=1), "stamp": __import
 torch.save(ckpt_custom, os.path.join(OUT, "lightning_custom.ckpt"))
 expect_refused(os.path.join(OUT, "lightning_custom.ckpt"))
 
+# --- a dtype of torch's "new" kind (rebuilt by _rebuild_tensor_v3 from an untyped storage) -------
+torch.save({"u16": torch.tensor([1, 2], dtype=torch.uint16)}, os.path.join(OUT, "uint16.pt"))
+expect_loads(os.path.join(OUT, "uint16.pt"))
+
 # --- legacy (pre-1.6) format ------------------------------------------------------------------
 torch.save({"w": torch.ones(2)}, os.path.join(OUT, "legacy.pt"), _use_new_zipfile_serialization=False)
 expect_loads(os.path.join(OUT, "legacy.pt"))

@@ -286,7 +286,8 @@ public sealed class TorchCheckpointTests : IDisposable
     /// A zip like torch.save's holding {"t": _rebuild_tensor_v2(storage, offset, (size,), (1,))}
     /// with storage ('storage', FloatStorage, '0', 'cpu', <paramref name="numel"/>) and 4 floats 0..3.
     /// </summary>
-    private string MakeArchive(string folder, long offset, long size, long numel, string pidTag = "storage", string storageGlobal = "torch\nFloatStorage")
+    private string MakeArchive(string folder, long offset, long size, long numel, string pidTag = "storage", string storageGlobal = "torch\nFloatStorage",
+                               string byteorder = "little", string? secondFolder = null)
     {
         var p = new List<byte> { 0x80, 2, (byte)'}' };
         void Str(string s) { p.Add((byte)'X'); p.AddRange(BitConverter.GetBytes(s.Length)); p.AddRange(Encoding.UTF8.GetBytes(s)); }
@@ -300,7 +301,7 @@ public sealed class TorchCheckpointTests : IDisposable
         Op("tQ");
         Int(offset); Int(size); p.Add(0x85); Int(1); p.Add(0x85); p.Add(0x89);
         Op("ccollections\nOrderedDict\n)Rt" + "Rs.");
-        var path = Path.Combine(_dir, $"{folder}-{offset}-{size}-{numel}-{pidTag}.pt");
+        var path = Path.Combine(_dir, $"{folder}-{offset}-{size}-{numel}-{pidTag}-{byteorder}-{secondFolder}.pt");
         using var zip = ZipFile.Open(path, ZipArchiveMode.Create);
         void Entry(string name, byte[] bytes)
         {
@@ -308,7 +309,9 @@ public sealed class TorchCheckpointTests : IDisposable
             s.Write(bytes);
         }
         Entry("data.pkl", p.ToArray());
-        Entry("byteorder", Encoding.ASCII.GetBytes("little"));
+        Entry("byteorder", Encoding.ASCII.GetBytes(byteorder));
+        if (secondFolder != null)
+            using (var s = zip.CreateEntry($"{secondFolder}/data.pkl").Open()) s.Write(p.ToArray());
         Entry("data/0", new[] { 0f, 1f, 2f, 3f }.SelectMany(BitConverter.GetBytes).ToArray());
         Entry("version", Encoding.ASCII.GetBytes("3\n"));
         return path;
@@ -332,6 +335,15 @@ public sealed class TorchCheckpointTests : IDisposable
         Assert.Contains("only torch storages may be persistent ids", pid.Message);
         var g = Assert.Throws<InvalidDataException>(() => TorchCheckpoint.Open(MakeArchive("archive", 0, 3, 4, storageGlobal: "posix\nsystem")));
         Assert.Contains("global 'posix.system' is not allowed", g.Message);
+    }
+
+    [Fact]
+    public void BigEndianAndAmbiguousArchivesAndNewDtypesAreRefused()
+    {
+        Assert.Contains("stored big-endian", Assert.Throws<InvalidDataException>(() => TorchCheckpoint.Open(MakeArchive("archive", 0, 3, 4, byteorder: "big"))).Message);
+        Assert.Contains("several top-level folders with a data.pkl", Assert.Throws<InvalidDataException>(() => TorchCheckpoint.Open(MakeArchive("archive", 0, 3, 4, secondFolder: "other"))).Message);
+        var e = Assert.Throws<InvalidDataException>(() => TorchCheckpoint.Open(PickleData.File("uint16.pt")));
+        Assert.Contains("_rebuild_tensor_v3 with dtype torch.uint16 is not supported", e.Message);
     }
 
     [Fact]
