@@ -147,6 +147,9 @@ expect_refused(os.path.join(OUT, "lightning_custom.ckpt"))
 torch.save({"u16": torch.tensor([1, 2], dtype=torch.uint16)}, os.path.join(OUT, "uint16.pt"))
 expect_loads(os.path.join(OUT, "uint16.pt"))
 
+# --- a TorchScript archive (also a zip with data.pkl, but of code) --------------------------------
+torch.jit.save(torch.jit.script(torch.nn.Linear(2, 1)), os.path.join(OUT, "torchscript.pt"))
+
 # --- legacy (pre-1.6) format ------------------------------------------------------------------
 torch.save({"w": torch.ones(2)}, os.path.join(OUT, "legacy.pt"), _use_new_zipfile_serialization=False)
 expect_loads(os.path.join(OUT, "legacy.pt"))

@@ -347,6 +347,44 @@ public sealed class TorchCheckpointTests : IDisposable
     }
 
     [Fact]
+    public void OpaqueModeKeepsInertNamesAndStillRefusesCodeRunningGlobals()
+    {
+        string Write(string name, byte[] pickle)
+        {
+            var path = Path.Combine(_dir, name);
+            File.WriteAllBytes(path, pickle);
+            return path;
+        }
+        byte[] Ascii(string s) => Encoding.Latin1.GetBytes(s);
+
+        // mymod.Config(1) then BUILD {"a": 2}: kept as a record, never instantiated
+        var custom = Write("custom.pkl", Ascii("\u0080\u0002cmymod\nConfig\nK\u0001\u0085R}X\u0001\u0000\u0000\u0000aK\u0002sb."));
+        Assert.Contains("global 'mymod.Config' is not allowed", Assert.Throws<InvalidDataException>(() => TorchCheckpoint.LoadPlainPickle(custom)).Message);
+        var o = Assert.IsType<PickleObject>(TorchCheckpoint.LoadPlainPickle(custom, UnknownGlobals.Opaque));
+        Assert.Equal("mymod.Config", o.Type.FullName);
+        Assert.Equal(new PickleTuple([1L]), o.Args);
+        Assert.Equal(2L, Assert.IsType<PickleDict>(o.State)["a"]);
+
+        foreach (var (module, name) in new[] { ("builtins", "getattr"), ("builtins", "exec"), ("os", "system"), ("nt", "system"),
+                                               ("subprocess", "run"), ("torch.hub", "load"), ("mymod", "a.b"), ("importlib", "import_module") })
+        {
+            var evil = Write($"{module}-{name}.pkl", Ascii($"\u0080\u0002c{module}\n{name}\nX\u0002\u0000\u0000\u0000ls\u0085R."));
+            var e = Assert.Throws<InvalidDataException>(() => TorchCheckpoint.LoadPlainPickle(evil, UnknownGlobals.Opaque));
+            Assert.Contains($"global '{module}.{name}' is not allowed", e.Message);
+            Assert.Contains("could run code", e.Message);
+        }
+        // protocol 4: STACK_GLOBAL takes module and name from the stack, checked the same way
+        var stack = Write("stack.pkl", Ascii("\u0080\u0004\u008c\u0005posix\u008c\u0006system\u0093\u008c\u0002ls\u0085R."));
+        Assert.Contains("global 'posix.system' is not allowed", Assert.Throws<InvalidDataException>(() => TorchCheckpoint.LoadPlainPickle(stack)).Message);
+    }
+
+    [Fact]
+    public void TorchScriptArchivesAreNamed()
+    {
+        Assert.Contains("a TorchScript archive (torch.jit.save)", Assert.Throws<InvalidDataException>(() => TorchCheckpoint.Open(PickleData.File("torchscript.pt"))).Message);
+    }
+
+    [Fact]
     public void NonCheckpointsAreReportedClearly()
     {
         var junk = Path.Combine(_dir, "junk.bin");

@@ -76,8 +76,8 @@ public sealed class TorchCheckpoint : IDisposable
 
     /// <summary>
     /// Opens a torch.save zip checkpoint and unpickles its <c>data.pkl</c> (storages are read later).
-    /// Throws an <see cref="InvalidDataException"/> naming it (see <see cref="UnsafePickle"/>) for a global outside the allow-list and
-    /// <see cref="InvalidDataException"/> for a legacy (pre-1.6) or corrupt file.
+    /// Throws <see cref="InvalidDataException"/>: for a global outside the allow-list (naming it;
+    /// see <see cref="UnsafePickle.GlobalOf"/>), a legacy (pre-1.6) or TorchScript file, or a corrupt one.
     /// </summary>
     public static TorchCheckpoint Open(string path, UnknownGlobals unknownGlobals = UnknownGlobals.Refuse)
     {
@@ -89,9 +89,7 @@ public sealed class TorchCheckpoint : IDisposable
             int got = file.Read(magic);
             file.Position = 0;
             if (got < 4 || magic[0] != (byte)'P' || magic[1] != (byte)'K')
-            {
                 throw NonZipError(path, file, unknownGlobals);
-            }
             ZipArchive zip;
             try { zip = new ZipArchive(file, ZipArchiveMode.Read, leaveOpen: true); }
             catch (InvalidDataException e) { throw new InvalidDataException($"{path}: not a readable zip archive ({e.Message})"); }
@@ -118,7 +116,13 @@ public sealed class TorchCheckpoint : IDisposable
     {
         var pkls = zip.Entries.Where(e => e.FullName.EndsWith("/data.pkl", StringComparison.Ordinal)
                                           && e.FullName.IndexOf('/') == e.FullName.Length - "/data.pkl".Length).ToList();
-        if (pkls.Count == 1) return pkls[0].FullName[..^"data.pkl".Length];
+        if (pkls.Count == 1)
+        {
+            var prefix = pkls[0].FullName[..^"data.pkl".Length];
+            if (zip.GetEntry(prefix + "constants.pkl") != null)
+                throw new InvalidDataException($"{path}: a TorchScript archive (torch.jit.save), not a torch.save checkpoint; save its state_dict() with torch.save");
+            return prefix;
+        }
         if (pkls.Count > 1)
             throw new InvalidDataException($"{path}: several top-level folders with a data.pkl ({string.Join(", ", pkls.Select(p => p.FullName))}); a torch.save archive has one");
         if (zip.Entries.Any(e => e.FullName.EndsWith("/constants.pkl", StringComparison.Ordinal) || e.FullName.Contains("/code/", StringComparison.Ordinal)))
@@ -129,7 +133,8 @@ public sealed class TorchCheckpoint : IDisposable
     // Not a zip: a legacy torch.save file (a pickled magic number first) or some other pickle.
     private static InvalidDataException NonZipError(string path, FileStream file, UnknownGlobals unknownGlobals)
     {
-        long n = file.Length <= 256L << 20 ? file.Length : 1L << 20;
+        // the legacy magic number is the first few bytes; a hostile pickle names its globals early
+        long n = Math.Min(file.Length, 4L << 20);
         var bytes = new byte[n];
         file.ReadExactly(bytes);
         object? first;
