@@ -435,6 +435,15 @@ public sealed class PickleWeightLoaderTests : IDisposable
     }
 
     [Fact]
+    public void TensorNamesAreListedForBothFormats()
+    {
+        var st = WeightLoader.TensorNames(WeightLoader.FindWeightFiles(Vae("safetensors")));
+        var bin = WeightLoader.TensorNames(WeightLoader.FindWeightFiles(Vae("sharded-bin")));
+        Assert.Contains("encoder.conv_in.weight", st);
+        Assert.Equal(st.Order(), bin.Order());
+    }
+
+    [Fact]
     public void Fp16VariantBinLoads()
     {
         using var _ = NewDisposeScope();

@@ -47,6 +47,26 @@ public static class WeightLoader
         return null;
     }
 
+    /// <summary>
+    /// The tensor names stored in weight files of either format (safetensors headers, or the
+    /// state_dict keys of a torch.save pickle; no tensor data is read).
+    /// </summary>
+    public static HashSet<string> TensorNames(IEnumerable<string> files)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var f in files)
+        {
+            if (Checkpoint.IsSafeTensors(f))
+            {
+                names.UnionWith(SafeTensors.ReadHeader(f).Tensors.Select(t => t.Name));
+                continue;
+            }
+            using var ckpt = TorchCheckpoint.Open(f);
+            names.UnionWith(ckpt.TensorEntries().Select(e => e.Key));
+        }
+        return names;
+    }
+
     private static string[] ReadShardIndex(string indexPath)
     {
         try
