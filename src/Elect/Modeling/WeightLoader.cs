@@ -5,35 +5,66 @@ using static TorchSharp.torch;
 namespace Elect.Modeling;
 
 /// <summary>
-/// Loads a diffusers / transformers component folder's safetensors weights into a TorchSharp
+/// Loads a diffusers / transformers component folder's weights (safetensors, or PyTorch
+/// <c>.bin</c> pickles through the restricted <see cref="TorchCheckpoint"/> reader) into a TorchSharp
 /// module with strict key matching: a missing, unexpected or wrongly shaped tensor is an error
 /// naming the key and the file.
 /// </summary>
 public static class WeightLoader
 {
     /// <summary>
-    /// The weight files of a component folder: a sharded index (<c>*.safetensors.index.json</c>) if
-    /// present, else the single <c>diffusion_pytorch_model.safetensors</c> / <c>model.safetensors</c>
-    /// (or their <c>.fp16</c>/<c>.bf16</c> variants, or the only <c>*.safetensors</c> in the folder).
+    /// The weight files of a component folder, safetensors first (as diffusers prefers them): a
+    /// sharded index (<c>*.safetensors.index.json</c>) if present, else the single
+    /// <c>diffusion_pytorch_model.safetensors</c> / <c>model.safetensors</c> (or their
+    /// <c>.fp16</c>/<c>.bf16</c> variants, or the only <c>*.safetensors</c> in the folder); failing
+    /// those, the same for PyTorch pickles: <c>*.bin.index.json</c>, <c>diffusion_pytorch_model.bin</c>
+    /// / <c>pytorch_model.bin</c> (or <c>.fp16</c>/<c>.bf16</c> variants, or the only <c>*.bin</c>),
+    /// read by the restricted <see cref="TorchCheckpoint"/> reader.
     /// </summary>
     public static IReadOnlyList<string> FindWeightFiles(string componentDir)
     {
         if (!Directory.Exists(componentDir))
             throw new DirectoryNotFoundException($"missing checkpoint folder {componentDir}");
-        var indexes = Directory.GetFiles(componentDir, "*.safetensors.index.json").OrderBy(f => f, StringComparer.Ordinal).ToArray();
+        return Find(componentDir, ".safetensors", ["diffusion_pytorch_model", "model"])
+               ?? Find(componentDir, ".bin", ["diffusion_pytorch_model", "pytorch_model"])
+               ?? throw new FileNotFoundException($"{componentDir}: no .safetensors weights (expected diffusion_pytorch_model.safetensors, model.safetensors or a sharded *.safetensors.index.json), nor PyTorch .bin weights (diffusion_pytorch_model.bin, pytorch_model.bin, *.bin.index.json)");
+    }
+
+    private static IReadOnlyList<string>? Find(string componentDir, string ext, string[] stems)
+    {
+        var indexes = Directory.GetFiles(componentDir, $"*{ext}.index.json").OrderBy(f => f, StringComparer.Ordinal).ToArray();
         if (indexes.Length > 0) return ReadShardIndex(indexes[0]);
-        foreach (var name in new[] { "diffusion_pytorch_model.safetensors", "model.safetensors",
-                                     "diffusion_pytorch_model.fp16.safetensors", "model.fp16.safetensors",
-                                     "diffusion_pytorch_model.bf16.safetensors", "model.bf16.safetensors" })
-        {
-            var p = Path.Combine(componentDir, name);
-            if (File.Exists(p)) return [p];
-        }
-        var any = Directory.GetFiles(componentDir, "*.safetensors");
+        foreach (var variant in new[] { "", ".fp16", ".bf16" })
+            foreach (var stem in stems)
+            {
+                var p = Path.Combine(componentDir, stem + variant + ext);
+                if (File.Exists(p)) return [p];
+            }
+        var any = Directory.GetFiles(componentDir, $"*{ext}");
         if (any.Length == 1) return any;
         if (any.Length > 1)
-            throw new InvalidDataException($"{componentDir}: several .safetensors files and no *.safetensors.index.json to say which belong together");
-        throw new FileNotFoundException($"{componentDir}: no .safetensors weights (expected diffusion_pytorch_model.safetensors, model.safetensors or a sharded *.safetensors.index.json)");
+            throw new InvalidDataException($"{componentDir}: several {ext} files and no *{ext}.index.json to say which belong together");
+        return null;
+    }
+
+    /// <summary>
+    /// The tensor names stored in weight files of either format (safetensors headers, or the
+    /// state_dict keys of a torch.save pickle; no tensor data is read).
+    /// </summary>
+    public static HashSet<string> TensorNames(IEnumerable<string> files)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var f in files)
+        {
+            if (Checkpoint.IsSafeTensors(f))
+            {
+                names.UnionWith(SafeTensors.ReadHeader(f).Tensors.Select(t => t.Name));
+                continue;
+            }
+            using var ckpt = TorchCheckpoint.Open(f);
+            names.UnionWith(ckpt.TensorEntries().Select(e => e.Key));
+        }
+        return names;
     }
 
     private static string[] ReadShardIndex(string indexPath)
@@ -71,24 +102,36 @@ public static class WeightLoader
         using var _ = torch.no_grad();
         foreach (var file in files)
         {
-            SafeTensors.ForEach(file, (info, t) =>
+            void Consume(string name, Tensor t)
             {
                 using (t)
                 {
-                    var key = rename is null ? info.Name : rename(info.Name);
+                    var key = rename is null ? name : rename(name);
                     if (key is null) return;
                     if (!target.TryGetValue(key, out var dest))
                     {
-                        if (ignoreUnexpected?.Invoke(info.Name) == true) return;
-                        throw new InvalidDataException($"{file}: unexpected tensor '{info.Name}' (the model built from config.json has no such weight)");
+                        if (ignoreUnexpected?.Invoke(name) == true) return;
+                        throw new InvalidDataException($"{file}: unexpected tensor '{name}' (the model built from config.json has no such weight)");
                     }
                     if (!dest.shape.SequenceEqual(t.shape))
-                        throw new InvalidDataException($"{file}: tensor '{info.Name}' has shape [{string.Join(", ", t.shape)}], the model built from config.json expects [{string.Join(", ", dest.shape)}]");
+                        throw new InvalidDataException($"{file}: tensor '{name}' has shape [{string.Join(", ", t.shape)}], the model built from config.json expects [{string.Join(", ", dest.shape)}]");
                     if (!seen.Add(key))
-                        throw new InvalidDataException($"{file}: tensor '{info.Name}' appears twice");
+                        throw new InvalidDataException($"{file}: tensor '{name}' appears twice");
                     dest.copy_(t);
                 }
-            });
+            }
+
+            if (Checkpoint.IsSafeTensors(file))
+            {
+                SafeTensors.ForEach(file, (info, t) => Consume(info.Name, t));
+                continue;
+            }
+            using var ckpt = TorchCheckpoint.Open(file);
+            var skipped = new List<string>();
+            ckpt.TensorEntries(null, skipped);
+            if (skipped.Count > 0)
+                throw new InvalidDataException($"{file}: entr{(skipped.Count > 1 ? "ies" : "y")} '{string.Join("', '", skipped.Take(5))}' {(skipped.Count > 1 ? "are" : "is")} not tensors; a weights file holds only a state_dict");
+            ckpt.ForEachTensor(null, Consume);
         }
         var missing = target.Keys.Where(k => !seen.Contains(k)).ToList();
         if (missing.Count > 0)
