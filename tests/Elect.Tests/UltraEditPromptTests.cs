@@ -1,4 +1,5 @@
 using Elect.Editing;
+using Elect.Imaging;
 using Elect.Modeling;
 using Elect.UltraEdit;
 using Xunit;
@@ -68,5 +69,40 @@ public class UltraEditPromptTests
         int i = Array.IndexOf(Prompts, "Replace the cat with a bear");
         foreach (var k in new[] { "prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds" })
             TensorAssert.Close(Fixtures.Golden($"ultraedit.{k}"), g[$"prompt_{i}.{k}"], 1e-5, k);
+    }
+
+    /// <summary>
+    /// A tiny ELECT run with the "?!" instruction against the ELECT repository's SD3 ensemble pipeline
+    /// (Data/ultraedit-elect-stormy.safetensors, scripts/goldens/make_ultraedit_elect_prompt_golden.py, with the
+    /// fixtures' deliberate fixes: CPU noise per seed, relevance mask resized to the image's own size).
+    /// </summary>
+    [SkippableFact]
+    public void ElectRunWithBangInTheInstructionMatchesTheReference()
+    {
+        Fixtures.Require();
+        var g = SafeTensors.Load(Path.Combine(AppContext.BaseDirectory, "Data", "ultraedit-elect-stormy.safetensors"));
+        try
+        {
+            using var editor = Editor.Load(Fixtures.UltraEditTiny, "ultraedit", CPU, ScalarType.Float32);
+            var input = ImageOps.ImageResize(RgbImage.Load(Path.Combine(Fixtures.Require(), "models", "ultraedit-input.png")), 128);
+            var seeds = g["seeds"].data<long>().ToArray();
+            Assert.Equal(new long[] { 11, 22, 33, 44 }, seeds);
+            using var result = editor.Edit(input, Prompts[0], seeds, new EditOptions { InferenceSteps = 20 },
+                new SelectionOptions { StoppingStep = 8, FirstMaskStep = 0, LastMaskStep = 4, KeepAllSeeds = true });
+            long best = g["best_seed"].data<long>()[0];
+            Assert.Equal(best, result.BestSeed);
+            var bis = g["bis"].data<double>().ToArray();
+            for (int k = 0; k < seeds.Length; k++)
+                Assert.True(Math.Abs(bis[k] - result.Bis![k]) <= 1e-4, $"BIS of seed {seeds[k]}: {result.Bis![k]} vs {bis[k]}");
+            TensorAssert.Close(g["relevance_map"], result.RelevanceMap!, 1e-4, "relevance map");
+            foreach (var s in seeds) Ip2pPipelineTests.AssertImageClose(g[$"output-{s}"], result.Images[s], $"output-{s}");
+            Ip2pPipelineTests.AssertImageClose(g[$"output-best_seed-{best}"], result.Images[best], "best seed");
+            using var mask = RelevanceMask.ToImage(result.RelevanceMap!, input.Width, input.Height).ToByteTensor();
+            Ip2pPipelineTests.AssertImageClose(g["output-mask"], mask, "mask");
+        }
+        finally
+        {
+            foreach (var t in g.Values) t.Dispose();
+        }
     }
 }
