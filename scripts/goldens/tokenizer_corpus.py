@@ -236,6 +236,9 @@ HAND_WRITTEN = [
     "((()))",
     "[[a]] {{b}}",
     "@@@ $$$ %%%",
+    "a cat sat", "concat cats", "the sky  <mask>  is", "x<mask>y", "blue sky!", "\uff21\uff22 and AB", "Cat CAT cat",
+    "cat", " cat ", "cat!", "!cat", "_cat_", "cat's", "cat\u0301", "\u00e9cat", "AB", "ab", "aBc AB.", "skyline sky sky",
+    "<mask>", "  <mask>", "<mask>  ", "a <sep>  b", "<sep><sep>", "sing ing ring", "ing", "ing!", "<MASK>",
 ]
 
 WHITESPACE = ["\t", "\n", "\r", "\x0b", "\x0c", "\u00a0", "\u1680", "\u2000", "\u2002", "\u2003", "\u2009",

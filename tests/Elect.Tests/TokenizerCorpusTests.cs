@@ -1,6 +1,7 @@
 using System.IO.Compression;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Elect.Text;
 using Xunit;
 
@@ -16,7 +17,7 @@ public class TokenizerCorpusTests
 {
     private static readonly string DataDir = Path.Combine(AppContext.BaseDirectory, "Data", "tokenizers");
 
-    private sealed record Golden(string Class, long PadId, List<long[]> Padded, List<long[]> Unpadded);
+    private sealed record Golden(string Folder, string? ConfigUpdate, string Class, long PadId, List<long[]> Padded, List<long[]> Unpadded);
 
     private static readonly Lazy<(List<string> Corpus, int MaxLength, Dictionary<string, Golden> Tokenizers)> Data = new(() =>
     {
@@ -28,7 +29,9 @@ public class TokenizerCorpusTests
         foreach (var t in root.GetProperty("tokenizers").EnumerateObject())
         {
             static List<long[]> Rows(JsonElement e) => e.EnumerateArray().Select(r => r.EnumerateArray().Select(x => x.GetInt64()).ToArray()).ToList();
-            map[t.Name] = new Golden(t.Value.GetProperty("class").GetString()!, t.Value.GetProperty("pad_id").GetInt64(),
+            var update = t.Value.GetProperty("config_update");
+            map[t.Name] = new Golden(t.Value.GetProperty("folder").GetString()!, update.ValueKind == JsonValueKind.Object ? update.GetRawText() : null,
+                t.Value.GetProperty("class").GetString()!, t.Value.GetProperty("pad_id").GetInt64(),
                 Rows(t.Value.GetProperty("padded")), Rows(t.Value.GetProperty("unpadded")));
         }
         return (corpus, root.GetProperty("max_length").GetInt32(), map);
@@ -40,7 +43,7 @@ public class TokenizerCorpusTests
         var (corpus, maxLength, tokenizers) = Data.Value;
         Assert.True(corpus.Count >= 2000, $"corpus has {corpus.Count} strings");
         Assert.Equal(77, maxLength);
-        Assert.Equal(4, tokenizers.Count);
+        Assert.Equal(6, tokenizers.Count);
         foreach (var (name, g) in tokenizers)
         {
             Assert.Equal(corpus.Count, g.Padded.Count);
@@ -54,12 +57,33 @@ public class TokenizerCorpusTests
     [InlineData("ultraedit-tiny/tokenizer")]
     [InlineData("ultraedit-tiny/tokenizer_2")]
     [InlineData("ultraedit-tiny/tokenizer_3")]
+    [InlineData("ultraedit-tiny/tokenizer_2+flags")]
+    [InlineData("ultraedit-tiny/tokenizer_3+flags")]
     public void IdsMatchTransformers(string folder)
     {
         var root = Fixtures.Require();
         var (corpus, maxLength, tokenizers) = Data.Value;
         var golden = tokenizers[folder];
-        var dir = Path.Combine(root, "models", folder);
+        var dir = Path.Combine(root, "models", golden.Folder);
+        string? temp = null;
+        if (golden.ConfigUpdate is { } update)
+        {
+            // a copy of the folder with the generator's extra added tokens merged into tokenizer_config.json
+            temp = Path.Combine(Path.GetTempPath(), "elect-tokvar-" + Guid.NewGuid().ToString("N"));
+            Directory.CreateDirectory(temp);
+            foreach (var f in Directory.GetFiles(dir)) File.Copy(f, Path.Combine(temp, Path.GetFileName(f)));
+            var configPath = Path.Combine(temp, "tokenizer_config.json");
+            var config = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+            foreach (var (k, v) in JsonNode.Parse(update)!.AsObject().ToList()) config[k] = v?.DeepClone();
+            File.WriteAllText(configPath, config.ToJsonString());
+            dir = temp;
+        }
+        try { Compare(folder, dir, golden, corpus, maxLength); }
+        finally { if (temp != null) Directory.Delete(temp, true); }
+    }
+
+    private static void Compare(string folder, string dir, Golden golden, List<string> corpus, int maxLength)
+    {
         Func<string, long[]> padded, unpadded;
         if (golden.Class.StartsWith("T5", StringComparison.Ordinal))
         {

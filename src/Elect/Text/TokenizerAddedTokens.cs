@@ -181,12 +181,16 @@ internal static class AddedTokenLoader
             }
             catch (JsonException e) { throw new InvalidDataException($"{tokenizerJson}: invalid JSON: {e.Message}", e); }
         }
-        // 2. added_tokens_decoder
+        // 2. added_tokens_decoder, in id order; transformers 5 re-adds these to the backend, which gives each the
+        // token's vocabulary id if it has one, else the next free id (the key is not used as the id)
+        var decoder = new List<(long Key, JsonElement Value)>();
         foreach (var (key, e) in config.Objects("added_tokens_decoder"))
         {
             if (!long.TryParse(key, out var id)) throw new InvalidDataException($"{dir}/tokenizer_config.json: added_tokens_decoder key '{key}' is not an id");
-            if (Parse(e, null, out var t, "tokenizer_config.json")) Add(t! with { Id = id }, false);
+            decoder.Add((id, e));
         }
+        foreach (var (_, e) in decoder.OrderBy(d => d.Key))
+            if (Parse(e, null, out var t, "tokenizer_config.json")) Add(t! with { Id = IdFor(t.Content, null) }, false);
         // 3. special tokens
         foreach (var key in SpecialKeys)
             if (config.TokenElement(key) is { } e && Parse(e, true, out var t, key))
