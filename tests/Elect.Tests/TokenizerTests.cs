@@ -250,6 +250,44 @@ public class TokenizerTests
     }
 
     [Fact]
+    public void TinyClipSplitsAddedTokensWithTheirFlags()
+    {
+        // expected ids from transformers 5.12 (CLIPTokenizer.from_pretrained on this very folder)
+        var dir = TinyClipFolder();
+        try
+        {
+            static Dictionary<string, object> Tok(string content, bool lstrip = false, bool rstrip = false, bool normalized = false,
+                bool singleWord = false, bool special = false) => new()
+            {
+                ["content"] = content, ["lstrip"] = lstrip, ["rstrip"] = rstrip, ["normalized"] = normalized,
+                ["single_word"] = singleWord, ["special"] = special,
+            };
+            File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["pad_token"] = "!",
+                ["model_max_length"] = 8,
+                ["added_tokens_decoder"] = new Dictionary<string, object>
+                {
+                    ["16"] = Tok("<m>", lstrip: true, rstrip: true, special: true),
+                    ["17"] = Tok("AB", singleWord: true, normalized: true),
+                    ["18"] = Tok("cd"),
+                },
+            }));
+            var clip = ClipTokenizer.FromFolder(dir);
+            Assert.Equal(new[] { ("!", 0L), ("<m>", 16L), ("AB", 17L), ("cd", 18L) },
+                clip.AddedTokens.Where(t => t.Content is "!" or "<m>" or "AB" or "cd").OrderBy(t => t.Id).Select(t => (t.Content, t.Id)));
+            long[] Ids(string s) => [clip.BosId, .. clip.Tokenize(s), clip.EosId];
+            Assert.Equal(new long[] { 14, 17, 13, 15 }, Ids("ab abc"));          // normalised single word: "abc" is not "ab"
+            Assert.Equal(new long[] { 14, 15, 1, 8, 17, 0, 15 }, Ids("xab ab!")); // "xab" is BPE ("x" unknown), "!" the pad
+            Assert.Equal(new long[] { 14, 17, 16, 18, 15 }, Ids("AB<m>cd"));
+            Assert.Equal(new long[] { 14, 16, 15 }, Ids(" <m> "));
+            Assert.Equal(new long[] { 14, 11, 18, 11, 0, 15 }, Ids("ecde!"));
+            Assert.Equal(new long[] { 14, 7, 15, 8, 14, 15 }, Ids("a<|endoftext|>b<|startoftext|>"));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
     public void ClipMissingVocabNamesTheFile()
     {
         var dir = TinyClipFolder();
