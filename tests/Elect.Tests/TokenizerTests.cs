@@ -118,13 +118,16 @@ public class TokenizerTests
         // decomposed accents compose (NFC) before byte-level BPE
         Assert.Equal(clip.Encode("caf\u00e9 na\u00efve"), clip.Encode("cafe\u0301 nai\u0308ve"));
         Assert.NotEqual(clip.Encode("cafe"), clip.Encode("caf\u00e9"));
-        // HTML entities are unescaped (twice), as CLIP's reference cleaning does
-        Assert.Equal(clip.Encode("& html \"entities\""), clip.Encode("&amp; html &quot;entities&quot;"));
-        Assert.Equal(clip.Encode("&"), clip.Encode("&amp;amp;"));
-        // special tokens in the raw text map to their ids; word-final capital sigma lower-cases to final sigma
+        // HTML entities stay as they are: transformers 5's CLIPTokenizer (tokenizers backend) has no HTML/ftfy
+        // cleaning, unlike OpenAI's original CLIP code (checked against transformers 5.12: "&amp;" -> & amp ;)
+        Assert.NotEqual(clip.Encode("& html \"entities\""), clip.Encode("&amp; html &quot;entities&quot;"));
+        Assert.Equal(new long[] { clip.BosId, 261, 6259, 282, 6259, 282, clip.EosId }, clip.Encode("&amp;amp;")[..7]);
+        // special tokens in the raw text map to their ids; capital sigma lower-cases code point by code point
+        // (to U+03C3 even word-finally, as the tokenizers Lowercase normaliser does)
         var ids = clip.Encode("a<|endoftext|>b");
         Assert.Equal(new[] { clip.BosId, 320, clip.EosId, 321, clip.EosId }, ids[..5]);
-        Assert.Equal(clip.Encode("\u03bf\u03b4\u03bf\u03c2"), clip.Encode("\u039f\u0394\u039f\u03a3"));
+        Assert.Equal(clip.Encode("\u03bf\u03b4\u03bf\u03c3"), clip.Encode("\u039f\u0394\u039f\u03a3"));
+        Assert.NotEqual(clip.Encode("\u03bf\u03b4\u03bf\u03c2"), clip.Encode("\u039f\u0394\u039f\u03a3"));
         // a letter outside the BMP (U+20000) stays in one word with its neighbours; a UTF-16 regex would
         // class its surrogates as punctuation and split "a", U+20000, "b" apart like the spaced form
         Assert.NotEqual(clip.Tokenize("a \U00020000 b"), clip.Tokenize("a\U00020000b"));
@@ -236,9 +239,50 @@ public class TokenizerTests
             Assert.Equal(8, clip.MaxLength);
             Assert.Equal(0, clip.PadId);
             Assert.Equal(new long[] { 14, 13, 15, 0, 0, 0, 0, 0 }, clip.Encode("abc"));
-            // a literal "!" is text, not the pad id
-            Assert.Equal(new long[] { 14, 6, 15, 0, 0, 0, 0, 0 }, clip.Encode("!"));
+            // the pad token is a special added token: a literal "!" is split out as the pad id before BPE, as
+            // transformers does (checked with transformers 5.12 on this folder: "!" -> [14, 0, 15, 0...],
+            // "  ABC\t ab!  " -> [14, 13, 1, 8, 0, 15, 0, 0])
+            Assert.Equal(new long[] { 14, 0, 15, 0, 0, 0, 0, 0 }, clip.Encode("!"));
+            Assert.Equal(new long[] { 14, 13, 1, 8, 0, 15, 0, 0 }, clip.Encode("  ABC\t ab!  "));
             Assert.Equal(new long[] { 14, 13, 13, 13, 13, 13, 13, 15 }, clip.Encode("abc abc abc abc abc abc abc abc abc"));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void TinyClipSplitsAddedTokensWithTheirFlags()
+    {
+        // expected ids from transformers 5.12 (CLIPTokenizer.from_pretrained on this very folder)
+        var dir = TinyClipFolder();
+        try
+        {
+            static Dictionary<string, object> Tok(string content, bool lstrip = false, bool rstrip = false, bool normalized = false,
+                bool singleWord = false, bool special = false) => new()
+            {
+                ["content"] = content, ["lstrip"] = lstrip, ["rstrip"] = rstrip, ["normalized"] = normalized,
+                ["single_word"] = singleWord, ["special"] = special,
+            };
+            File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["pad_token"] = "!",
+                ["model_max_length"] = 8,
+                ["added_tokens_decoder"] = new Dictionary<string, object>
+                {
+                    ["16"] = Tok("<m>", lstrip: true, rstrip: true, special: true),
+                    ["17"] = Tok("AB", singleWord: true, normalized: true),
+                    ["18"] = Tok("cd"),
+                },
+            }));
+            var clip = ClipTokenizer.FromFolder(dir);
+            Assert.Equal(new[] { ("!", 0L), ("<m>", 16L), ("AB", 17L), ("cd", 18L) },
+                clip.AddedTokens.Where(t => t.Content is "!" or "<m>" or "AB" or "cd").OrderBy(t => t.Id).Select(t => (t.Content, t.Id)));
+            long[] Ids(string s) => [clip.BosId, .. clip.Tokenize(s), clip.EosId];
+            Assert.Equal(new long[] { 14, 17, 13, 15 }, Ids("ab abc"));          // normalised single word: "abc" is not "ab"
+            Assert.Equal(new long[] { 14, 15, 1, 8, 17, 0, 15 }, Ids("xab ab!")); // "xab" is BPE ("x" unknown), "!" the pad
+            Assert.Equal(new long[] { 14, 17, 16, 18, 15 }, Ids("AB<m>cd"));
+            Assert.Equal(new long[] { 14, 16, 15 }, Ids(" <m> "));
+            Assert.Equal(new long[] { 14, 11, 18, 11, 0, 15 }, Ids("ecde!"));
+            Assert.Equal(new long[] { 14, 7, 15, 8, 14, 15 }, Ids("a<|endoftext|>b<|startoftext|>"));
         }
         finally { Directory.Delete(dir, true); }
     }

@@ -10,22 +10,26 @@ namespace Elect.Text;
 /// <c>[BOS, tokens..., EOS, pad...]</c> as the diffusers pipelines feed the CLIP text encoders.
 /// </summary>
 /// <remarks>
-/// The BPE model itself is Microsoft.ML.Tokenizers' <see cref="BpeTokenizer"/> (byte-level input,
-/// <c>&lt;/w&gt;</c> end-of-word suffix, merge-rank BPE): it reproduces CLIP's merges exactly. What
-/// the library has no equivalent for is supplied here and plugged into it:
-/// <list type="bullet">
-/// <item><see cref="ClipTextNormalizer"/>: CLIP's text cleaning (HTML unescape twice, NFC,
-/// whitespace collapse, strip, full Unicode lower-case). The library ships no such normaliser, and
-/// .NET's own NFC is unavailable under the solution's InvariantGlobalization (see <see cref="ClipUnicode"/>).</item>
-/// <item><see cref="ClipPreTokenizer"/>: CLIP's word regex, scanned by Unicode code point. A .NET
-/// <see cref="System.Text.RegularExpressions.Regex"/> classifies UTF-16 code units, so a letter or digit
-/// outside the BMP (e.g. U+20000, a CJK ideograph) would fall into the punctuation class.</item>
-/// <item>Special tokens, truncation and padding are applied here: <c>&lt;|startoftext|&gt;</c> and
-/// <c>&lt;|endoftext|&gt;</c> are recognised in the raw text before normalisation (as transformers
-/// does); the pad token is used only for padding, so a pad of <c>!</c> does not turn a literal "!"
-/// in a prompt into id 0 (transformers registers the pad as a special token and does; CLIP's own
-/// tokenizer gives "!&lt;/w&gt;", id 256).</item>
+/// The specification is what the reference pipelines run: transformers 5's <c>CLIPTokenizer</c>, which is
+/// backed by the Hugging Face <c>tokenizers</c> library (the "slow" and "fast" names are the same class):
+/// <list type="number">
+/// <item>Added tokens are split out of the raw text first (<see cref="AddedVocabulary"/>): the special
+/// tokens bos/eos/unk/pad (and any added tokens of the folder) with their flags. A special token given as
+/// a plain string is matched verbatim, before normalisation; so with SD3's tokenizer_2, whose pad token
+/// is <c>!</c>, every literal "!" in a prompt is id 0 and "style?!" is "style", "?", "!".</item>
+/// <item>Each remaining piece is normalised (<see cref="ClipTextNormalizer"/>): NFC, runs of whitespace to
+/// one space, lower-case code point by code point (no HTML unescaping, no ftfy, no final-sigma rule).</item>
+/// <item>Pre-tokenisation (<see cref="ClipPreTokenizer"/>): CLIP's word regex, then the byte-level
+/// pre-tokeniser's GPT-2 regex inside every word (which splits a normalised <c>&lt;|startoftext|&gt;</c>,
+/// e.g. from upper-case text, into "&lt;|", "startoftext", "|&gt;").</item>
+/// <item>BPE per word (Microsoft.ML.Tokenizers' <see cref="BpeTokenizer"/>: byte-level input,
+/// <c>&lt;/w&gt;</c> end-of-word suffix, merge-rank BPE, which reproduces CLIP's merges exactly).</item>
+/// <item>Truncation to <see cref="MaxLength"/> - 2 tokens, BOS/EOS, padding with the pad id
+/// (<c>padding="max_length", max_length=77, truncation=True</c>).</item>
 /// </list>
+/// Scanned by Unicode code point throughout: a .NET <see cref="System.Text.RegularExpressions.Regex"/>
+/// classifies UTF-16 code units, so a letter outside the BMP would fall into the punctuation class; .NET's
+/// own NFC is unavailable under InvariantGlobalization (see <see cref="ClipUnicode"/>).
 /// </remarks>
 public sealed class ClipTokenizer
 {
@@ -33,7 +37,7 @@ public sealed class ClipTokenizer
     public const string EndOfText = "<|endoftext|>";
 
     private readonly BpeTokenizer _bpe;
-    private readonly (string Text, long Id)[] _specials;
+    private readonly AddedVocabulary _added;
 
     /// <summary>Length of every encoded row (model_max_length, 77 for CLIP).</summary>
     public int MaxLength { get; }
@@ -41,21 +45,24 @@ public sealed class ClipTokenizer
     public long EosId { get; }
     public long PadId { get; }
     public string PadToken { get; }
+    /// <summary>The tokens split out of the text before BPE (special tokens included).</summary>
+    public IReadOnlyList<AddedToken> AddedTokens => _added.Tokens;
 
-    private ClipTokenizer(BpeTokenizer bpe, int maxLength, long bos, long eos, long pad, string padToken)
+    private ClipTokenizer(BpeTokenizer bpe, AddedVocabulary added, int maxLength, long bos, long eos, long pad, string padToken)
     {
         _bpe = bpe;
+        _added = added;
         MaxLength = maxLength;
         BosId = bos;
         EosId = eos;
         PadId = pad;
         PadToken = padToken;
-        _specials = [(StartOfText, bos), (EndOfText, eos)];
     }
 
     /// <summary>
     /// Loads a transformers CLIPTokenizer folder: vocab.json, merges.txt and (optional)
-    /// tokenizer_config.json / special_tokens_map.json for bos/eos/pad tokens and model_max_length.
+    /// tokenizer_config.json / special_tokens_map.json / tokenizer.json for the special and added tokens
+    /// and model_max_length.
     /// </summary>
     public static ClipTokenizer FromFolder(string dir)
     {
@@ -68,7 +75,7 @@ public sealed class ClipTokenizer
         var config = ClipTokenizerConfig.Read(dir);
         string bosToken = config.Token("bos_token") ?? StartOfText;
         string eosToken = config.Token("eos_token") ?? EndOfText;
-        string padToken = config.Token("pad_token") ?? eosToken;
+        string padToken = config.Token("pad_token") ?? EndOfText;
         string unkToken = config.Token("unk_token") ?? EndOfText;
         int maxLength = config.MaxLength(77);
 
@@ -80,7 +87,6 @@ public sealed class ClipTokenizer
                 ByteLevel = true,
                 EndOfWordSuffix = "</w>",
                 UnknownToken = unkToken,
-                Normalizer = new ClipTextNormalizer(),
                 PreTokenizer = new ClipPreTokenizer(),
             });
         }
@@ -89,9 +95,17 @@ public sealed class ClipTokenizer
             throw new InvalidDataException($"CLIP tokenizer: cannot read {vocabPath} / {mergesPath}: {e.Message}", e);
         }
 
-        long Id(string token, string role) =>
-            bpe.Vocabulary.TryGetValue(token, out var id) ? id : throw new InvalidDataException($"CLIP tokenizer: {role} '{token}' is not in {vocabPath}");
-        return new ClipTokenizer(bpe, maxLength, Id(bosToken, "bos_token"), Id(eosToken, "eos_token"), Id(padToken, "pad_token"), padToken);
+        // CLIPTokenizer's defaults for tokens the folder does not name
+        var defaults = new[] { unkToken, bosToken, eosToken, padToken }.Select(t => (t, (AddedToken?)null));
+        var tokens = AddedTokenLoader.Load(dir, config, t => bpe.Vocabulary.TryGetValue(t, out var id) ? id : null, bpe.Vocabulary.Count, defaults);
+        var added = new AddedVocabulary(tokens, ClipTextNormalizer.Clean);
+
+        long Id(string token, string role)
+        {
+            foreach (var t in tokens) if (t.Content == token) return t.Id;
+            return bpe.Vocabulary.TryGetValue(token, out var id) ? id : throw new InvalidDataException($"CLIP tokenizer: {role} '{token}' is not in {vocabPath}");
+        }
+        return new ClipTokenizer(bpe, added, maxLength, Id(bosToken, "bos_token"), Id(eosToken, "eos_token"), Id(padToken, "pad_token"), padToken);
     }
 
     /// <summary>The token ids of <paramref name="text"/> without BOS/EOS, truncation or padding.</summary>
@@ -99,23 +113,10 @@ public sealed class ClipTokenizer
     {
         ArgumentNullException.ThrowIfNull(text);
         var ids = new List<long>();
-        int start = 0;
-        while (start <= text.Length)
+        foreach (var (piece, token) in _added.Split(text))
         {
-            // next special token in the raw text (leftmost; the longer one on a tie)
-            int at = -1;
-            (string Text, long Id) found = ("", 0);
-            foreach (var special in _specials)
-            {
-                int i = text.IndexOf(special.Text, start, StringComparison.Ordinal);
-                if (i >= 0 && (at < 0 || i < at || (i == at && special.Text.Length > found.Text.Length))) { at = i; found = special; }
-            }
-            int end = at < 0 ? text.Length : at;
-            if (end > start)
-                foreach (var id in _bpe.EncodeToIds(text.Substring(start, end - start))) ids.Add(id);
-            if (at < 0) break;
-            ids.Add(found.Id);
-            start = at + found.Text.Length;
+            if (token is not null) ids.Add(token.Id);
+            else foreach (var id in _bpe.EncodeToIds(piece)) ids.Add(id);
         }
         return ids;
     }
@@ -144,11 +145,10 @@ public sealed class ClipTokenizer
 }
 
 /// <summary>
-/// CLIP's text cleaning as its reference tokenizer applies it (ftfy aside): HTML entities unescaped
-/// twice, NFC, runs of whitespace collapsed to one space, leading/trailing space stripped, lower-cased.
-/// HTML decoding is <see cref="System.Net.WebUtility.HtmlDecode(string)"/>, which knows the HTML 4
-/// named entities and numeric references; Python's html.unescape also knows the HTML 5 names and a
-/// few semicolon-less forms.
+/// The normaliser of transformers 5's CLIPTokenizer (a <c>tokenizers</c> Sequence): NFC, every run of
+/// whitespace (<c>\s+</c>) replaced by one space, then <c>Lowercase</c>, which maps each code point on its
+/// own by the full Unicode lower-case mapping (U+0130 to "i\u0307"; capital sigma always to U+03C3).
+/// No HTML unescaping and no ftfy (that was the original OpenAI CLIP code, not the reference here).
 /// </summary>
 internal sealed class ClipTextNormalizer : Normalizer
 {
@@ -158,15 +158,18 @@ internal sealed class ClipTextNormalizer : Normalizer
 
     public static string Clean(string text)
     {
-        if (text.Contains('&'))
-            text = System.Net.WebUtility.HtmlDecode(System.Net.WebUtility.HtmlDecode(text));
         text = ClipUnicode.Nfc(text);
         var sb = new System.Text.StringBuilder(text.Length);
-        bool pendingSpace = false;
+        bool inSpace = false;
         foreach (var rune in text.EnumerateRunes())
         {
-            if (Rune.IsWhiteSpace(rune)) { pendingSpace = sb.Length > 0; continue; }
-            if (pendingSpace) { sb.Append(' '); pendingSpace = false; }
+            if (Rune.IsWhiteSpace(rune))
+            {
+                if (!inSpace) sb.Append(' ');
+                inSpace = true;
+                continue;
+            }
+            inSpace = false;
             sb.Append(rune.ToString());
         }
         return ClipUnicode.Lower(sb.ToString());
@@ -176,12 +179,15 @@ internal sealed class ClipTextNormalizer : Normalizer
 /// <summary>
 /// CLIP's word splitter, the regex
 /// <c>&lt;\|startoftext\|&gt;|&lt;\|endoftext\|&gt;|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+</c>
-/// (alternatives tried in order, whitespace dropped), evaluated on code points.
+/// (alternatives tried in order, whitespace dropped), evaluated on code points; then, inside every word,
+/// the byte-level pre-tokeniser's GPT-2 regex (<c>'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|...</c>),
+/// which only changes the two literal words: "&lt;|", "startoftext" / "endoftext", "|&gt;".
 /// </summary>
 internal sealed class ClipPreTokenizer : PreTokenizer
 {
     private static readonly string[] Literals =
         [ClipTokenizer.StartOfText, ClipTokenizer.EndOfText, "'s", "'t", "'re", "'ve", "'m", "'ll", "'d"];
+    private static readonly string[] Contractions = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"];
 
     public override IEnumerable<(int Offset, int Length)> PreTokenize(string text) =>
         text is null ? [] : PreTokenize(text.AsSpan());
@@ -198,7 +204,7 @@ internal sealed class ClipPreTokenizer : PreTokenizer
             string? literal = null;
             foreach (var l in Literals)
                 if (rest.StartsWith(l, StringComparison.Ordinal)) { literal = l; break; }
-            if (literal != null) { words.Add((i, literal.Length)); i += literal.Length; continue; }
+            if (literal != null) { SplitGpt2(text, i, literal.Length, words); i += literal.Length; continue; }
 
             var kind = Classify(rest, out int len);
             if (kind == CharKind.Space) { i += len; continue; }
@@ -214,6 +220,30 @@ internal sealed class ClipPreTokenizer : PreTokenizer
             i = j;
         }
         return words;
+    }
+
+    /// <summary>The GPT-2 regex on a word without whitespace: contractions, else runs of one class (letters / numbers / other).</summary>
+    private static void SplitGpt2(ReadOnlySpan<char> text, int offset, int length, List<(int, int)> words)
+    {
+        int i = offset, end = offset + length;
+        while (i < end)
+        {
+            var rest = text[i..end];
+            string? c = null;
+            foreach (var k in Contractions)
+                if (rest.StartsWith(k, StringComparison.Ordinal)) { c = k; break; }
+            if (c != null) { words.Add((i, c.Length)); i += c.Length; continue; }
+            var kind = Classify(rest, out int len);
+            int j = i + len;
+            while (j < end)
+            {
+                var next = Classify(text[j..end], out int nlen);
+                if (next != kind) break;
+                j += nlen;
+            }
+            words.Add((i, j - i));
+            i = j;
+        }
     }
 
     private enum CharKind { Letter, Number, Space, Other }
@@ -268,6 +298,32 @@ internal sealed class ClipTokenizerConfig
             if (v.ValueKind == JsonValueKind.Object && v.TryGetProperty("content", out var c) && c.ValueKind == JsonValueKind.String) return c.GetString();
         }
         return null;
+    }
+
+    /// <summary>The raw JSON of a special-token entry (string or AddedToken object), tokenizer_config.json first.</summary>
+    public JsonElement? TokenElement(string key)
+    {
+        foreach (var source in new[] { _config, _specialMap })
+            if (source is { } obj && obj.TryGetProperty(key, out var v) && v.ValueKind is JsonValueKind.String or JsonValueKind.Object)
+                return v;
+        return null;
+    }
+
+    /// <summary>The raw JSON items of a token list entry (e.g. additional_special_tokens), tokenizer_config.json first.</summary>
+    public List<JsonElement> TokenElements(string key)
+    {
+        foreach (var source in new[] { _config, _specialMap })
+            if (source is { } obj && obj.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Array)
+                return v.EnumerateArray().ToList();
+        return [];
+    }
+
+    /// <summary>The members of an object entry of tokenizer_config.json (e.g. added_tokens_decoder).</summary>
+    public List<(string Key, JsonElement Value)> Objects(string key)
+    {
+        if (_config is { } obj && obj.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Object)
+            return v.EnumerateObject().Select(p => (p.Name, p.Value)).ToList();
+        return [];
     }
 
     /// <summary>model_max_length, or <paramref name="fallback"/> when absent or a "very large" placeholder.</summary>

@@ -139,51 +139,17 @@ internal static class ClipUnicode
     }
 
     /// <summary>
-    /// Full Unicode lower-casing: .NET's invariant simple mapping, plus the two cases where the full
-    /// mapping differs (U+0130 -> "i\u0307"; capital sigma -> final sigma at the end of a word).
+    /// Lower-casing code point by code point with the full Unicode mapping, as Rust's <c>char::to_lowercase</c>
+    /// (the <c>tokenizers</c> Lowercase normaliser) does: .NET's invariant simple mapping, plus U+0130 -> "i\u0307",
+    /// the one code point whose full mapping is longer. No context rules: capital sigma is always U+03C3.
     /// </summary>
     public static string Lower(string text)
     {
-        var lower = text.ToLowerInvariant();
-        if (text.IndexOf('\u0130') < 0 && text.IndexOf('\u03A3') < 0) return lower;
+        var lower = text.ToLowerInvariant(); // a 1:1 UTF-16 mapping
+        if (text.IndexOf('\u0130') < 0) return lower;
         var sb = new StringBuilder(text.Length + 4);
         for (int i = 0; i < text.Length; i++)
-        {
-            char c = text[i];
-            if (c == '\u0130') sb.Append("i\u0307");
-            else if (c == '\u03A3') sb.Append(IsFinalSigma(text, i) ? '\u03C2' : '\u03C3');
-            else sb.Append(lower[i]); // ToLowerInvariant is a 1:1 UTF-16 mapping
-        }
+            if (text[i] == '\u0130') sb.Append("i\u0307"); else sb.Append(lower[i]);
         return sb.ToString();
     }
-
-    // Unicode Final_Sigma: preceded by a cased letter (skipping case-ignorables) and not followed by one.
-    private static bool IsFinalSigma(string s, int index)
-    {
-        bool before = false;
-        for (int i = index - 1; i >= 0; i--)
-        {
-            if (char.IsLowSurrogate(s[i]) && i > 0 && char.IsHighSurrogate(s[i - 1])) i--;
-            if (!Rune.TryGetRuneAt(s, i, out var r)) break;
-            if (IsCaseIgnorable(r)) continue;
-            before = IsCased(r);
-            break;
-        }
-        if (!before) return false;
-        for (int i = index + 1; i < s.Length; i++)
-        {
-            if (!Rune.TryGetRuneAt(s, i, out var r)) return true;
-            if (r.Utf16SequenceLength == 2) i++;
-            if (IsCaseIgnorable(r)) continue;
-            return !IsCased(r);
-        }
-        return true;
-    }
-
-    private static bool IsCased(Rune r) => Rune.GetUnicodeCategory(r) is UnicodeCategory.UppercaseLetter or UnicodeCategory.LowercaseLetter or UnicodeCategory.TitlecaseLetter;
-
-    private static bool IsCaseIgnorable(Rune r) =>
-        Rune.GetUnicodeCategory(r) is UnicodeCategory.NonSpacingMark or UnicodeCategory.EnclosingMark or UnicodeCategory.Format
-            or UnicodeCategory.ModifierLetter or UnicodeCategory.ModifierSymbol
-        || r.Value is '\'' or '.' or ':' or 0x00B7 or 0x2018 or 0x2019 or 0x2024 or 0x2027 or 0xFE13 or 0xFE52 or 0xFE55 or 0xFF07 or 0xFF0E or 0xFF1A;
 }

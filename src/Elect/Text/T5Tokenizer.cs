@@ -9,8 +9,10 @@ namespace Elect.Text;
 /// <c>[tokens..., &lt;/s&gt;, &lt;pad&gt;...]</c> as the SD3-family pipelines feed the T5 encoder.
 /// </summary>
 /// <remarks>
-/// Reproduces transformers' (fast) T5Tokenizer: special tokens (<c>&lt;/s&gt;</c>, <c>&lt;unk&gt;</c>,
-/// <c>&lt;pad&gt;</c>, <c>&lt;extra_id_N&gt;</c>) are split off the raw text; each remaining segment goes
+/// Reproduces transformers 5's T5Tokenizer (= T5TokenizerFast, backed by the <c>tokenizers</c> library):
+/// added tokens (the special tokens <c>&lt;/s&gt;</c>, <c>&lt;unk&gt;</c>, <c>&lt;pad&gt;</c>, <c>&lt;extra_id_N&gt;</c>
+/// and any other added token of the folder, with their flags) are split off the raw text by
+/// <see cref="AddedVocabulary"/> (leftmost-longest, as <c>tokenizers</c> does); each remaining segment goes
 /// through the model's precompiled normaliser (e.g. nmt_nfkc), is split on whitespace, each word gets a
 /// leading U+2581 (and splits again before every U+2581 it contains), and each piece is segmented by
 /// the unigram model; <c>&lt;/s&gt;</c> is appended. Sentinel <c>&lt;extra_id_N&gt;</c> has id
@@ -29,8 +31,7 @@ public sealed class T5Tokenizer
 
     private readonly UnigramModel _model;
     private readonly SentencePieceCharsMap? _charsMap;
-    private readonly Dictionary<string, long> _specials;
-    private readonly string[] _specialsByLength;
+    private readonly AddedVocabulary _added;
 
     public long PadId { get; }
     public long EosId { get; }
@@ -40,12 +41,14 @@ public sealed class T5Tokenizer
     /// <summary>Default row length of <see cref="Encode"/> / <see cref="EncodeBatch"/> in the diffusion pipelines.</summary>
     public const int DefaultMaxLength = 77;
 
-    private T5Tokenizer(UnigramModel model, SentencePieceCharsMap? charsMap, Dictionary<string, long> specials, long pad, long eos, long unk, int vocabSize)
+    /// <summary>The tokens split out of the text before the model (special tokens included).</summary>
+    public IReadOnlyList<AddedToken> AddedTokens => _added.Tokens;
+
+    private T5Tokenizer(UnigramModel model, SentencePieceCharsMap? charsMap, List<AddedToken> added, long pad, long eos, long unk, int vocabSize)
     {
         _model = model;
         _charsMap = charsMap;
-        _specials = specials;
-        _specialsByLength = specials.Keys.OrderByDescending(k => k.Length).ThenBy(k => k, StringComparer.Ordinal).ToArray();
+        _added = new AddedVocabulary(added, charsMap is null ? null : charsMap.Normalize);
         PadId = pad;
         EosId = eos;
         UnkId = unk;
@@ -79,26 +82,26 @@ public sealed class T5Tokenizer
         string padToken = config.Token("pad_token") ?? "<pad>";
         long unk = Lookup(unkToken, "unk_token"), eos = Lookup(eosToken, "eos_token"), pad = Lookup(padToken, "pad_token");
 
-        var specials = new Dictionary<string, long>(StringComparer.Ordinal) { [unkToken] = unk, [eosToken] = eos, [padToken] = pad };
-        for (int n = 0; n < extraIds; n++)
+        // transformers' T5Tokenizer: the special tokens, and additional_special_tokens (which must hold the
+        // <extra_id_N> sentinels, else all extra_ids of them are appended)
+        var extras = config.TokenElements("additional_special_tokens")
+            .Any(e => (e.ValueKind == System.Text.Json.JsonValueKind.String ? e.GetString() : e.TryGetProperty("content", out var c) ? c.GetString() : null)?.Contains("<extra_id_") == true)
+            ? []
+            : Enumerable.Range(0, extraIds).Select(n => ($"<extra_id_{n}>", (AddedToken?)null));
+        var defaults = new[] { eosToken, unkToken, padToken }.Select(t => (t, (AddedToken?)null)).Concat(extras);
+        long? VocabId(string token)
         {
-            var name = $"<extra_id_{n}>";
-            specials[name] = pieceIds.TryGetValue(name, out var id) ? id : proto.Pieces.Count + extraIds - 1 - n;
-        }
-        foreach (var token in config.TokenList("additional_special_tokens"))
-        {
-            if (specials.ContainsKey(token)) continue;
+            if (pieceIds.TryGetValue(token, out var id)) return id;
             var m = ExtraIdPattern.Match(token);
-            if (m.Success && int.TryParse(m.Groups[1].Value, out var k) && k < extraIds) continue;
-            if (pieceIds.TryGetValue(token, out var id)) specials[token] = id;
-            // other added tokens would need ids beyond the model; T5 checkpoints define none
+            return m.Success && int.TryParse(m.Groups[1].Value, out var k) && k < extraIds ? proto.Pieces.Count + extraIds - 1 - k : null;
         }
+        var added = AddedTokenLoader.Load(dir, config, VocabId, vocabSize, defaults);
 
         var vocab = proto.Pieces.Select(p => (p.Text, (double)p.Score)).ToList();
         for (int n = extraIds - 1; n >= 0; n--) vocab.Add(($"<extra_id_{n}>", 0.0));
         var model = new UnigramModel(vocab, (int)unk);
         var charsMap = proto.PrecompiledCharsMap.Length > 0 ? SentencePieceCharsMap.Parse(proto.PrecompiledCharsMap) : null;
-        return new T5Tokenizer(model, charsMap, specials, pad, eos, unk, vocabSize);
+        return new T5Tokenizer(model, charsMap, added, pad, eos, unk, vocabSize);
     }
 
     /// <summary>The token ids of <paramref name="text"/> without <c>&lt;/s&gt;</c>, truncation or padding.</summary>
@@ -106,33 +109,16 @@ public sealed class T5Tokenizer
     {
         ArgumentNullException.ThrowIfNull(text);
         var ids = new List<long>();
-        int start = 0, i = 0;
-        while (i < text.Length)
+        foreach (var (piece, token) in _added.Split(text))
         {
-            if (text[i] == '<' && MatchSpecial(text, i) is { } special)
-            {
-                EncodeSegment(text.AsSpan(start, i - start), ids);
-                ids.Add(_specials[special]);
-                i += special.Length;
-                start = i;
-            }
-            else i++;
+            if (token is not null) ids.Add(token.Id);
+            else EncodeNormalized(piece, ids);
         }
-        EncodeSegment(text.AsSpan(start), ids);
         return ids;
     }
 
-    private string? MatchSpecial(string text, int at)
+    private void EncodeNormalized(string text, List<long> ids)
     {
-        foreach (var s in _specialsByLength) // longest first: leftmost-longest
-            if (text.AsSpan(at).StartsWith(s, StringComparison.Ordinal)) return s;
-        return null;
-    }
-
-    private void EncodeSegment(ReadOnlySpan<char> segment, List<long> ids)
-    {
-        if (segment.IsEmpty) return;
-        var text = _charsMap?.Normalize(segment.ToString()) ?? segment.ToString();
         var piece = new StringBuilder();
         int i = 0;
         while (i < text.Length)
