@@ -104,6 +104,16 @@ public sealed class ConfigKeysTests
             o["initializer_factor"] = 0.5;
             o["_name_or_path"] = "google/t5-v1_1-xxl";
         }));
+        // transformers <= 4.22 wrote every generic PretrainedConfig field into a text encoder's config
+        Read("ip2p-text-encoder", Edited("ip2p-text-encoder", "config.json", o =>
+        {
+            o["is_decoder"] = false;
+            o["tie_word_embeddings"] = true;
+            o["chunk_size_feed_forward"] = 0;
+            o["id2label"] = new JsonObject { ["0"] = "LABEL_0" };
+            o["num_beams"] = 1;
+            o["bad_words_ids"] = null;
+        }));
         // a feature's settings are informational while the feature is off
         Read("sd3-scheduler", Edited("sd3-scheduler", "scheduler_config.json", o => { o["base_shift"] = 0.7; o["max_shift"] = 1.3; }));
     }

@@ -67,8 +67,9 @@ public sealed class ModelConfig
 
     /// <summary>
     /// Keys that never change what a model computes, for every reader: diffusers / transformers
-    /// bookkeeping and transformers' generic <c>PretrainedConfig</c> fields (generation, labels,
-    /// output flags, token ids the model does not use, training-only settings).
+    /// bookkeeping and transformers' generic <c>PretrainedConfig</c> fields, which older transformers
+    /// versions write into every config (generation, labels, output flags, token ids the model does
+    /// not use, training-only settings).
     /// </summary>
     public static readonly IReadOnlySet<string> InformationalKeys = new HashSet<string>(StringComparer.Ordinal)
     {
@@ -85,6 +86,8 @@ public sealed class ModelConfig
         "begin_suppress_tokens", "finetuning_task", "id2label", "label2id", "tokenizer_class", "prefix",
         "bos_token_id", "pad_token_id", "sep_token_id", "decoder_start_token_id", "task_specific_params",
         "problem_type", "use_cache", "output_past", "gradient_checkpointing",
+        // no component here has a language-model head or a decoder mode
+        "is_decoder", "tie_word_embeddings",
         "dropout", "attention_dropout", "activation_dropout", "dropout_rate", "classifier_dropout",
         "initializer_range", "initializer_factor",
     };
