@@ -155,6 +155,22 @@ def transformer(seed):
     return {"timestep": t, "out": out}, meta
 
 
+def scheduler(name, cls_name, steps):
+    """Timesteps and sigmas from the published scheduler config (its defaults are what is tested)."""
+    import diffusers
+    with open(os.path.join(CONFIGS, name, "scheduler_config.json")) as f:
+        cfg = json.load(f)
+    sch = getattr(diffusers, cls_name).from_config(cfg)
+    res = {}
+    for n in steps:
+        sch.set_timesteps(n)
+        res[f"timesteps_{n}"] = torch.as_tensor(sch.timesteps).to(torch.float64)
+        res[f"sigmas_{n}"] = torch.as_tensor(sch.sigmas).to(torch.float64)
+        if hasattr(sch, "init_noise_sigma"):
+            res[f"init_noise_sigma_{n}"] = torch.tensor([float(sch.init_noise_sigma)], dtype=torch.float64)
+    return res, {"steps": ",".join(str(n) for n in steps)}
+
+
 COMPONENTS = {
     "ip2p-unet": lambda: unet(1001),
     "ip2p-vae": lambda: vae("ip2p-vae", 1002),
@@ -163,6 +179,8 @@ COMPONENTS = {
     "sd3-text-encoder-3": lambda: t5(1005),
     "sd3-vae": lambda: vae("sd3-vae", 1006),
     "ultraedit-transformer": lambda: transformer(1007),
+    "ip2p-scheduler": lambda: scheduler("ip2p-scheduler", "EulerAncestralDiscreteScheduler", (20, 100)),
+    "sd3-scheduler": lambda: scheduler("sd3-scheduler", "FlowMatchEulerDiscreteScheduler", (28, 50)),
 }
 
 
@@ -176,7 +194,7 @@ def main():
         tensors, meta = COMPONENTS[name]()
         tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
         save_file(tensors, os.path.join(out_dir, f"{name}.safetensors"), metadata=meta)
-        print(name, meta["params_count"], "params,", {k: tuple(v.shape) for k, v in tensors.items()}, flush=True)
+        print(name, meta.get("params_count", "no"), "params,", {k: tuple(v.shape) for k, v in tensors.items()}, flush=True)
 
 
 if __name__ == "__main__":

@@ -200,4 +200,37 @@ public sealed class PublishedSizeTests(ITestOutputHelper output)
         var pooled = torch.randn([2, 2048], generator: g);
         Close(golden, "out", model.forward(hidden, context, pooled, golden["timestep"]));
     }
+
+    [Theory]
+    [InlineData("ip2p-scheduler")]
+    [InlineData("sd3-scheduler")]
+    public void SchedulerMatchesDiffusers(string name)
+    {
+        TorchRuntime.Initialize();
+        using var golden = new Golden(name);
+        var config = PublishedConfig(name, "scheduler_config.json");
+        foreach (var steps in golden.Metadata["steps"].Split(',').Select(int.Parse))
+        {
+            double[] timesteps, sigmas;
+            double? initNoiseSigma = null;
+            if (name == "ip2p-scheduler")
+            {
+                var s = EulerAncestralDiscreteScheduler.FromConfig(config);
+                s.SetTimesteps(steps);
+                (timesteps, sigmas, initNoiseSigma) = (s.Timesteps.Select(x => (double)x).ToArray(), s.Sigmas.Select(x => (double)x).ToArray(), s.InitNoiseSigma);
+            }
+            else
+            {
+                var s = FlowMatchEulerDiscreteScheduler.FromConfig(config);
+                s.SetTimesteps(steps);
+                (timesteps, sigmas) = (s.Timesteps, s.Sigmas);
+            }
+            using var t = torch.tensor(timesteps);
+            using var sg = torch.tensor(sigmas);
+            Close(golden, $"timesteps_{steps}", t);
+            Close(golden, $"sigmas_{steps}", sg);
+            if (initNoiseSigma is double sigma)
+                Assert.Equal(golden[$"init_noise_sigma_{steps}"].item<double>(), sigma, 5);
+        }
+    }
 }
