@@ -42,9 +42,6 @@ public sealed class ModelConfig
         return _root.TryGetProperty(key, out var v) && v.ValueKind != JsonValueKind.Null;
     }
 
-    /// <summary>The keys of the file, in file order.</summary>
-    public IEnumerable<string> Keys => _root.EnumerateObject().Select(p => p.Name);
-
     public JsonElement? Raw(string key) => Has(key) ? _root.GetProperty(key) : null;
 
     private JsonElement Require(string key) =>
