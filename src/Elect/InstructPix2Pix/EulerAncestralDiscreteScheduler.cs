@@ -52,10 +52,15 @@ public sealed class EulerAncestralDiscreteScheduler : IDenoisingScheduler
             throw new NotSupportedException($"{c.Source}: rescale_betas_zero_snr = true is not supported");
         if (c.Has("trained_betas"))
             throw new NotSupportedException($"{c.Source}: trained_betas is not supported");
-        return new EulerAncestralDiscreteScheduler(
+        var scheduler = new EulerAncestralDiscreteScheduler(
             c.Int("num_train_timesteps", 1000), c.Double("beta_start", 0.0001), c.Double("beta_end", 0.02),
             c.String("beta_schedule", "linear"), c.String("prediction_type", "epsilon"),
             c.String("timestep_spacing", "linspace"), c.Int("steps_offset", 0));
+        // keys of the PNDM / DDIM configs a scheduler is often converted from, which diffusers'
+        // EulerAncestralDiscreteScheduler ignores as well
+        c.RejectUnsupported(["clip_sample", "clip_sample_range", "set_alpha_to_one", "skip_prk_steps", "thresholding",
+                             "dynamic_thresholding_ratio", "sample_max_value"]);
+        return scheduler;
     }
 
     public int NumInferenceSteps { get; private set; }

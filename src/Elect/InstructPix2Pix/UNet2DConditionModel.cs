@@ -35,7 +35,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         var src = config.Source;
         if (config.Has("_class_name") && config.String("_class_name") != "UNet2DConditionModel")
             throw new NotSupportedException($"{src}: '_class_name' is '{config.String("_class_name")}', expected UNet2DConditionModel");
-        RejectUnsupported(config);
+        CheckStructure(config);
 
         var blockOut = config.Ints("block_out_channels");
         int n = blockOut.Length;
@@ -75,6 +75,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         _centerInput = config.Bool("center_input_sample", false);
         _timeProjDim = blockOut[0];
         int timeEmbedDim = config.Has("time_embedding_dim") ? config.Int("time_embedding_dim") : blockOut[0] * 4;
+        config.RejectUnsupported(Informational, OnlyValues);
 
         CrossAttentionSpec Spec(int i) => new(heads[i], [transformerLayers[i]], crossDim[i], linearProj);
 
@@ -196,35 +197,20 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         return config.IntOrInts("transformer_layers_per_block", n);
     }
 
-    private static void RejectUnsupported(ModelConfig c)
+    private static void CheckStructure(ModelConfig c)
     {
         var src = c.Source;
-        foreach (var key in new[]
-                 {
-                     "class_embed_type", "num_class_embeds", "addition_embed_type",
-                     "encoder_hid_dim", "encoder_hid_dim_type", "time_cond_proj_dim", "time_embedding_act_fn",
-                     "timestep_post_act", "cross_attention_norm", "reverse_transformer_layers_per_block",
-                 })
-        {
-            if (c.Has(key))
-                throw new NotSupportedException($"{src}: '{key}' = {c.Raw(key)!.Value.GetRawText()} is not supported (SD 1.x UNet only)");
-        }
-        foreach (var key in new[] { "dual_cross_attention", "resnet_skip_time_act", "mid_block_only_cross_attention" })
-        {
-            if (c.Has(key) && c.Raw(key)!.Value.ValueKind == JsonValueKind.True)
-                throw new NotSupportedException($"{src}: '{key}' = true is not supported");
-        }
         if (c.Has("only_cross_attention"))
         {
             var v = c.Raw("only_cross_attention")!.Value;
             bool any = v.ValueKind == JsonValueKind.True ||
                        (v.ValueKind == JsonValueKind.Array && v.EnumerateArray().Any(e => e.ValueKind == JsonValueKind.True));
-            if (any) throw new NotSupportedException($"{src}: 'only_cross_attention' = {v.GetRawText()} is not supported");
+            if (any) throw new NotSupportedException($"{src}: 'only_cross_attention' = {v.GetRawText()} is not supported (only false)");
         }
         void RequireValue(string key, string expected)
         {
             if (c.Has(key) && c.String(key) != expected)
-                throw new NotSupportedException($"{src}: '{key}' = '{c.String(key)}' is not supported (only '{expected}')");
+                throw new NotSupportedException($"{src}: '{key}' = \"{c.String(key)}\" is not supported (only \"{expected}\")");
         }
         RequireValue("act_fn", "silu");
         RequireValue("time_embedding_type", "positional");
@@ -232,4 +218,24 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         RequireValue("attention_type", "default");
         RequireValue("mid_block_type", "UNetMidBlock2DCrossAttn");
     }
+
+    /// <summary>Keys the constructor does not read: each may only hold the value of the SD 1.x structure.</summary>
+    private static readonly Dictionary<string, object?[]> OnlyValues = new(StringComparer.Ordinal)
+    {
+        ["class_embed_type"] = [null], ["num_class_embeds"] = [null], ["addition_embed_type"] = [null],
+        ["encoder_hid_dim"] = [null], ["encoder_hid_dim_type"] = [null], ["time_cond_proj_dim"] = [null],
+        ["time_embedding_act_fn"] = [null], ["timestep_post_act"] = [null], ["cross_attention_norm"] = [null],
+        ["reverse_transformer_layers_per_block"] = [null], ["projection_class_embeddings_input_dim"] = [null],
+        ["dual_cross_attention"] = [false], ["resnet_skip_time_act"] = [false],
+        ["mid_block_only_cross_attention"] = [null, false], ["class_embeddings_concat"] = [false],
+    };
+
+    /// <summary>
+    /// Keys that do not change this structure's output: <c>sample_size</c> (a default resolution),
+    /// <c>upcast_attention</c> (diffusers' default scaled-dot-product processor ignores it),
+    /// <c>resnet_out_scale_factor</c> (unused by these block types), and the addition-embedding
+    /// sizes that only matter when <c>addition_embed_type</c> is set.
+    /// </summary>
+    private static readonly string[] Informational =
+        ["sample_size", "upcast_attention", "resnet_out_scale_factor", "addition_embed_type_num_heads", "addition_time_embed_dim"];
 }

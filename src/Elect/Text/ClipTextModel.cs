@@ -60,6 +60,7 @@ public sealed record ClipTextConfig(
         if (cfg.NumHiddenLayers < 1)
             throw new InvalidDataException($"{c.Source}: num_hidden_layers must be at least 1");
         Activations.Check(cfg.HiddenAct, c.Source, "hidden_act");
+        c.RejectUnsupported(onlyValues: new Dictionary<string, object?[]> { ["model_type"] = ["clip_text_model"] });
         return cfg;
     }
 }

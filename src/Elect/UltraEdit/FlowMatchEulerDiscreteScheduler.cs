@@ -58,7 +58,10 @@ public sealed class FlowMatchEulerDiscreteScheduler : IDenoisingScheduler
                 throw new NotSupportedException($"{c.Source}: {key}=true is not supported");
         if (c.Has("shift_terminal") && c.Double("shift_terminal") != 0)
             throw new NotSupportedException($"{c.Source}: shift_terminal is not supported");
-        return new FlowMatchEulerDiscreteScheduler(c.Int("num_train_timesteps", 1000), c.Double("shift", 1.0));
+        var scheduler = new FlowMatchEulerDiscreteScheduler(c.Int("num_train_timesteps", 1000), c.Double("shift", 1.0));
+        // the resolution-dependent shift's parameters: unused while use_dynamic_shifting is false
+        c.RejectUnsupported(["base_image_seq_len", "base_shift", "max_image_seq_len", "max_shift", "time_shift_type"]);
+        return scheduler;
     }
 
     /// <summary>

@@ -34,6 +34,7 @@ public sealed record SD3TransformerConfig(
             QkNorm: c.Has("qk_norm") ? c.String("qk_norm") : null,
             DualAttentionLayers: c.Has("dual_attention_layers") ? c.Ints("dual_attention_layers") : []);
         cfg.Validate(c.Source);
+        c.RejectUnsupported(onlyValues: new Dictionary<string, object?[]> { ["_class_name"] = ["SD3Transformer2DModel"] });
         return cfg;
     }
 

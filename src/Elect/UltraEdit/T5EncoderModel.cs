@@ -39,6 +39,10 @@ public sealed record T5Config(
             LayerNormEpsilon: c.Double("layer_norm_epsilon", 1e-6));
         if (cfg.NumLayers < 1 || cfg.NumHeads < 1 || cfg.DKv < 1)
             throw new InvalidDataException($"{c.Source}: num_layers, num_heads and d_kv must be positive");
+        // decoder settings of a full T5 config do not touch the encoder (transformers' T5EncoderModel
+        // forces is_decoder off); n_positions is a legacy informational field
+        c.RejectUnsupported(["eos_token_id", "num_decoder_layers", "scale_decoder_outputs", "n_positions"],
+            new Dictionary<string, object?[]> { ["model_type"] = ["t5"] });
         return cfg;
     }
 }

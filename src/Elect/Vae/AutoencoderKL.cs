@@ -42,11 +42,15 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
         ShiftFactor = config.Has("shift_factor") ? config.Double("shift_factor") : null;
         ForceUpcast = config.Bool("force_upcast", true);
         DownsampleFactor = 1 << (blockOut.Length - 1);
+        bool quant = config.Bool("use_quant_conv", true), postQuant = config.Bool("use_post_quant_conv", true);
+        // sample_size: a default resolution; latents_mean / latents_std: statistics for pipelines that
+        // normalise latents with them (the model itself, like diffusers', never reads them)
+        config.RejectUnsupported(["sample_size", "latents_mean", "latents_std"]);
 
         encoder = new VaeEncoder(inCh, LatentChannels, blockOut, layers, groups, midAttn);
         decoder = new VaeDecoder(LatentChannels, outCh, blockOut, layers, groups, midAttn);
-        if (config.Bool("use_quant_conv", true)) quant_conv = nn.Conv2d(2 * LatentChannels, 2 * LatentChannels, 1);
-        if (config.Bool("use_post_quant_conv", true)) post_quant_conv = nn.Conv2d(LatentChannels, LatentChannels, 1);
+        if (quant) quant_conv = nn.Conv2d(2 * LatentChannels, 2 * LatentChannels, 1);
+        if (postQuant) post_quant_conv = nn.Conv2d(LatentChannels, LatentChannels, 1);
         RegisterComponents();
     }
 
