@@ -110,7 +110,7 @@ public sealed class SD3Transformer2DModel : nn.Module<Tensor, Tensor, Tensor, Te
         var config = SD3TransformerConfig.Load(Path.Combine(dir, "config.json"));
         const string posKey = "pos_embed.pos_embed";
         var files = WeightLoader.FindWeightFiles(dir);
-        bool fileHasPos = files.Any(f => SafeTensors.ReadHeader(f).Tensors.Any(t => t.Name == posKey));
+        bool fileHasPos = WeightLoader.TensorNames(files).Contains(posKey);
         // a stored grid without pos_embed_max_size is diffusers' non-persistent buffer: recomputed, not loaded
         return ModuleSetup.LoadPretrained(new SD3Transformer2DModel(config, persistentPosEmbed: fileHasPos, device, dtype), dir, dtype, device,
             ignoreUnexpected: k => k == posKey && config.PosEmbedMaxSize is null, builtInPlace: true);

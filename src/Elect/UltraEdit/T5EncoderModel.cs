@@ -305,9 +305,7 @@ public sealed class T5EncoderModel : nn.Module<Tensor, Tensor>
         device ??= torch.CPU;
         TorchRuntime.Initialize(device);
         var cfg = T5Config.From(ModelConfig.Load(Path.Combine(dir, "config.json")));
-        var names = WeightLoader.FindWeightFiles(dir)
-            .SelectMany(f => SafeTensors.ReadHeader(f).Tensors.Select(t => t.Name))
-            .ToHashSet(StringComparer.Ordinal);
+        var names = WeightLoader.TensorNames(WeightLoader.FindWeightFiles(dir));
         bool hasShared = names.Contains("shared.weight");
         return ModuleSetup.LoadPretrained(new T5EncoderModel(cfg, device, dtype), dir, dtype, device,
             ignoreUnexpected: k => k.StartsWith("decoder.", StringComparison.Ordinal) || k.StartsWith("lm_head.", StringComparison.Ordinal),
