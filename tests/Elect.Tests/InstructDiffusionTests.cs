@@ -191,6 +191,79 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
         Assert.Equal(3 * 4 + 6, result.ModelEvaluations);
     }
 
+    /// <summary>
+    /// UNet, VAE and CLIP in half precision (latents, guidance, sampler, map and BIS in float32) against the float32
+    /// goldens. Measured (max abs): fp16 BIS 9.4e-5, map 0.014, winner image 0.0039; bf16 (not run: slow on the CPU)
+    /// 4.6e-4, 0.13, 0.024.
+    /// </summary>
+    [Theory]
+    [InlineData(ScalarType.Float16, 1e-3, 0.05, 0.05)]
+    public void ElectInHalfPrecisionStaysCloseToTheReference(ScalarType dtype, double bisTol, double mapTol, double imageTol)
+    {
+        TorchRuntime.Initialize();
+        using var editor = Editor.Load(IdiffData.Safetensors, "instructdiffusion", CPU, dtype, tokenizerPath: IdiffData.Clip);
+        long[] seeds = [22, 11, 33];
+        var selection = new SelectionOptions { StoppingStep = 4, FirstMaskStep = 0, LastMaskStep = 2 };
+        using var result = editor.Edit(IdiffData.Input("input2.png"), Prompt, seeds, new EditOptions { InferenceSteps = 10 }, selection);
+        var bis = IdiffData.Golden("elect2.bis").data<double>().ToArray();
+        double bisDiff = seeds.Select((_, k) => Math.Abs(bis[k] - result.Bis![k])).Max();
+        using var mapDiffT = (IdiffData.Golden("elect2.relevance_map") - result.RelevanceMap!).abs().max();
+        using var imageDiffT = (IdiffData.Golden("elect2.output-11").to(ScalarType.Float32) / 255 - result.Images[11]).abs().max();
+        float mapDiff = mapDiffT.item<float>(), imageDiff = imageDiffT.item<float>();
+        _out.WriteLine($"{dtype}: BIS max |diff| {bisDiff:G3}, relevance map {mapDiff:G3}, winner image {imageDiff:G3}");
+        Assert.Equal(11, result.BestSeed);
+        Assert.True(bisDiff <= bisTol, $"BIS differs by {bisDiff}");
+        Assert.True(mapDiff <= mapTol, $"relevance map differs by {mapDiff}");
+        Assert.True(imageDiff <= imageTol, $"winner image differs by {imageDiff}");
+    }
+
+    [Fact]
+    public void MicroBatchingDoesNotChangeAnyCandidate()
+    {
+        using var editor = IdiffData.Load();
+        var input = IdiffData.Input("input.png");
+        long[] seeds = [202, 101, 303];
+        var selection = new SelectionOptions { StoppingStep = 4, LastMaskStep = 2, KeepAllSeeds = true };
+        using var whole = editor.Edit(input, Prompt, seeds, new EditOptions { InferenceSteps = 10 }, selection);
+        using var chunked = editor.Edit(input, Prompt, seeds, new EditOptions { InferenceSteps = 10, MaxBatch = 2 }, selection);
+        Assert.Equal(whole.BestSeed, chunked.BestSeed);
+        for (int k = 0; k < seeds.Length; k++)
+        {
+            Assert.True(Math.Abs(whole.Bis![k] - chunked.Bis![k]) <= 1e-5, $"BIS of seed {seeds[k]}");
+            TensorAssert.Close(whole.Images[seeds[k]], chunked.Images[seeds[k]], 1.0 / 255 + 1e-6, $"seed {seeds[k]}");
+        }
+        TensorAssert.Close(whole.RelevanceMap!, chunked.RelevanceMap!, 1e-5, "relevance map");
+    }
+
+    [Fact]
+    public void ClipConfigFromAClipModelFolder()
+    {
+        var dir = Directory.CreateTempSubdirectory("elect-clipcfg-").FullName;
+        try
+        {
+            // the shape of openai/clip-vit-large-patch14's config.json (CLIPModel with text_config and vision_config)
+            File.WriteAllText(Path.Combine(dir, "config.json"), """
+            {"architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": 768,
+             "text_config": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12,
+                             "max_position_embeddings": 77, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-05, "vocab_size": 49408,
+                             "projection_dim": 768, "eos_token_id": 2, "bad_words_ids": null, "model_type": "clip_text_model"},
+             "vision_config": {"hidden_size": 1024, "patch_size": 14}}
+            """);
+            var c = InstructDiffusionModel.ReadClipConfig(dir);
+            Assert.Equal((768, 3072, 12, 12, 49408, "quick_gelu", false), (c.HiddenSize, c.IntermediateSize, c.NumAttentionHeads, c.NumHiddenLayers, c.VocabSize, c.HiddenAct, c.WithProjection));
+            // the tiny folder holds a CLIPTextModel config
+            Assert.Equal(8, InstructDiffusionModel.ReadClipConfig(IdiffData.Clip).HiddenSize);
+            File.WriteAllText(Path.Combine(dir, "config.json"), """{"architectures": ["T5EncoderModel"], "d_model": 512}""");
+            Assert.Throws<InvalidDataException>(() => InstructDiffusionModel.ReadClipConfig(dir));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+        Assert.Equal("text_model.encoder.layers.0.mlp.fc1.weight", LdmKeys.Clip("text_model.encoder.layers.0.mlp.fc1.weight"));
+        Assert.Equal("text_model.final_layer_norm.bias", LdmKeys.Clip("final_layer_norm.bias"));
+    }
+
     [Fact]
     public void FinalImagesAreTruncatedTo8BitsAsTheReference()
     {
@@ -234,6 +307,60 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
         Assert.Equal(new[] { "UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D" }, d.UnetDiffusersConfig().Strings("up_block_types"));
         Assert.Equal(new[] { 128, 256, 512, 512 }, d.VaeDiffusersConfig().Ints("block_out_channels"));
         Assert.Equal(768, d.Unet.ContextDim);
+    }
+
+    /// <summary>
+    /// The full-size (configs/instruct_diffusion.yaml) checkpoint's 1130 tensors land where diffusers' own single-file
+    /// conversion puts them (sd15-keymap.txt, from scripts/goldens/instructdiffusion_keys.py), and the synthesised
+    /// diffusers configs equal the ones diffusers derives.
+    /// </summary>
+    [Fact]
+    public void FullSizeKeyMapAndConfigsEqualDiffusersConversion()
+    {
+        var config = LdmConfig.InstructDiffusion;
+        var keys = new LdmKeys(config);
+        var lines = File.ReadAllLines(Path.Combine(IdiffData.Dir, "sd15-keymap.txt"));
+        int rows = 0;
+        foreach (var line in lines.Where(l => l.Length > 0 && !l.StartsWith('#')))
+        {
+            var f = line.Split('\t');
+            var (ldm, part, diffusers, shape) = (f[0], f[1], f[2], f[3]);
+            switch (part)
+            {
+                case "unet":
+                    Assert.Equal(diffusers, keys.Unet(ldm["model.diffusion_model.".Length..]));
+                    break;
+                case "vae":
+                    Assert.Equal(diffusers, keys.Vae(ldm["first_stage_model.".Length..], out bool convToLinear));
+                    Assert.Equal(shape.Split(',').Length == 2 && ldm.Contains(".attn_1.", StringComparison.Ordinal), convToLinear);
+                    break;
+                case "clip":
+                    Assert.Equal(diffusers.StartsWith("text_model.", StringComparison.Ordinal) ? diffusers : "text_model." + diffusers,
+                                 LdmKeys.Clip(ldm["cond_stage_model.transformer.".Length..]));
+                    break;
+                default:
+                    Assert.Fail($"unknown part {part}");
+                    break;
+            }
+            rows++;
+        }
+        Assert.Equal(1130, rows);
+        Assert.DoesNotContain(lines, l => l.StartsWith("# unplaced", StringComparison.Ordinal));
+
+        var unet = config.UnetDiffusersConfig();
+        var header = lines.First(l => l.StartsWith("# unet_config", StringComparison.Ordinal));
+        Assert.Contains("'block_out_channels': [320, 640, 1280, 1280]", header);
+        Assert.Contains("'attention_head_dim': 8", header);
+        Assert.Equal(new[] { 8, 8, 8, 8 }, unet.Ints("attention_head_dim"));
+        Assert.Contains($"'down_block_types': [{string.Join(", ", unet.Strings("down_block_types").Select(x => $"'{x}'"))}]", header);
+        Assert.Contains($"'up_block_types': [{string.Join(", ", unet.Strings("up_block_types").Select(x => $"'{x}'"))}]", header);
+        Assert.Contains($"'in_channels': {unet.Int("in_channels")}, 'out_channels': {unet.Int("out_channels")}", header);
+        Assert.Contains($"'layers_per_block': {unet.Int("layers_per_block")}", header);
+        Assert.Contains($"'cross_attention_dim': {unet.Int("cross_attention_dim")}", header);
+        var vae = config.VaeDiffusersConfig();
+        var vheader = lines.First(l => l.StartsWith("# vae_config", StringComparison.Ordinal));
+        Assert.Contains($"'block_out_channels': [{string.Join(", ", vae.Ints("block_out_channels"))}]", vheader);
+        Assert.Contains($"'latent_channels': {vae.Int("latent_channels")}, 'layers_per_block': {vae.Int("layers_per_block")}, 'scaling_factor': 0.18215", vheader);
     }
 
     [Fact]
