@@ -10,9 +10,10 @@ one UNet call, the plain pipeline (InstructDiffusionEnsemblePipeline.forward) an
 (get_best_output_from_various_seeds).
 
 Run (from the repository root):
-  REF_PYTHONPATH=/tmp/refsrc/idiff/stable_diffusion:/tmp/refsrc/kd:/tmp/refsrc/elect \
+  REF_MOUNTS=/work/shared REF_PYTHONPATH=/tmp/refsrc/idiff/stable_diffusion:/tmp/refsrc/kd:/tmp/refsrc/elect \
     /work/shared/reference/py scripts/goldens/instructdiffusion.py tests/Elect.Tests/Data/instructdiffusion-tiny \
     /work/shared/fixtures/models
+(about a minute on 2 cores; the fixtures folder gives the CLIP tokenizer files and the input images.)
 
 Sources: github:cientgu/InstructDiffusion (stable_diffusion/ldm), github:crowsonkb/k-diffusion
 (k_diffusion/external.py, sampling.py), github:Joow0n-Kim/ELECT (pipelines/instructdiffusion_pipeline.py).

@@ -179,7 +179,7 @@ namespace Elect.Cli
         }
 
         private static string ModelPath(ParseResult p, CliOptions o) =>
-            p.GetValue(o.ModelPath) ?? (p.GetValue(o.Model) == "instructdiffusion" ? "checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt" : Path.Combine("checkpoints", p.GetValue(o.Model)!));
+            p.GetValue(o.ModelPath) ?? Editor.DefaultCheckpointPath(p.GetValue(o.Model)!);
 
         private static int RunSingle(ParseResult p, CliOptions o, Option<string> inputOpt, Option<string> instructionOpt,
                                      TextWriter stdout, TextWriter stderr, ILogger log)

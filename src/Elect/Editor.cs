@@ -32,6 +32,18 @@ public sealed class Editor : IDisposable
     /// <summary>Where <c>--model instructdiffusion</c> looks for the CLIP tokenizer and text-encoder config by default.</summary>
     public const string DefaultClipFolder = "checkpoints/clip-vit-large-patch14";
 
+    /// <summary>
+    /// The default checkpoint of a family: <c>checkpoints/&lt;family&gt;</c>; for instructdiffusion the reference's
+    /// <c>checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt</c>, or its <c>.safetensors</c> conversion when that is there.
+    /// </summary>
+    public static string DefaultCheckpointPath(string family)
+    {
+        if (family != "instructdiffusion") return Path.Combine("checkpoints", family);
+        const string ckpt = "checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt";
+        var converted = Path.ChangeExtension(ckpt, ".safetensors");
+        return File.Exists(converted) ? converted : ckpt;
+    }
+
     private readonly ILogger _log;
 
     public EditingModel Model { get; }

@@ -89,6 +89,8 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
             // relative 1e-6 (float32 tables of values up to ~15 and ~1000)
             using (var rel = ((sigmas - gs).abs() / gs.abs().clamp_min(1)).max()) Assert.True(rel.item<float>() <= 1e-6, $"sigmas_{n}: rel {rel.item<float>()}");
             using (var rel = ((ts - gt).abs() / gt.abs().clamp_min(1)).max()) Assert.True(rel.item<float>() <= 1e-6, $"timesteps_{n}: rel {rel.item<float>()}");
+            using (var ds = (sigmas - gs).abs().max()) using (var dt = (ts - gt).abs().max())
+                _out.WriteLine($"T={n}: sigmas max |diff| {ds.item<float>():G3}, timesteps max |diff| {dt.item<float>():G3}");
             Assert.Equal(gs[0].item<float>(), s.InitNoiseSigma, 1e-5f);
             Assert.Equal(0f, s.Sigma(n));
         }
