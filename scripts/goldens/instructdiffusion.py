@@ -426,6 +426,17 @@ a.resolution, a.inference_steps, a.text_cfg_scale, a.image_cfg_scale, a.seed = 6
 plain101 = np.array(pipe.forward(a, prompt=PROMPT, input_image=img)["output"]).astype(np.int32)
 manifest["notes"] = [f"ELECT output of seed 101 vs the plain pipeline's: max 8-bit diff {int(np.abs(plain101 - golden['elect.output-101'].numpy().astype(np.int32)).max())}"]
 
+# evidence for deviation 1: the authors' unpatched ELECT (global generator; only the 512x512 mask patch,
+# without which no 64x64 image runs) gives seed 101 another image than its plain run
+cv2_own.size = img.size
+a = Args()
+a.resolution, a.text_cfg_scale, a.image_cfg_scale = 64, 7.5, 1.5
+a.candidate_seeds, a.visualize_all_seeds = [202, 101, 303], True
+unpatched = pipe.get_best_output_from_various_seeds(image=img, prompt=[PROMPT], num_inference_steps=STEPS, stopping_step=STOP,
+                                                    first_step_for_mask_extraction=MASK0, last_step_for_mask_extraction=MASK1, args=a)
+u101 = np.array(unpatched["output-101"]).astype(np.int32)
+manifest["notes"].append(f"the authors' unpatched ELECT (one global generator for all step noise): seed 101's output vs its plain run: max 8-bit diff {int(np.abs(plain101 - u101).max())}, mean {float(np.abs(plain101 - u101).mean()):.2f}")
+
 save_file(golden, os.path.join(OUT, "golden.safetensors"))
 with open(os.path.join(OUT, "manifest.json"), "w") as f:
     json.dump(manifest, f, indent=1)
