@@ -14,7 +14,8 @@ namespace Elect;
 
 /// <summary>
 /// The library entry point: loads a diffusers-format checkpoint folder of one of the supported
-/// editing families and edits images with plain sampling or ELECT seed selection.
+/// editing families (InstructDiffusion: its single-file checkpoint) and edits images with plain
+/// sampling or ELECT seed selection.
 /// </summary>
 /// <example>
 /// <code>

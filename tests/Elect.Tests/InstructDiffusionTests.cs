@@ -267,6 +267,40 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
     }
 
     [Fact]
+    public void TextEncoderWeightsFromTheClipFolderWhenTheCheckpointHasNone()
+    {
+        TorchRuntime.Initialize();
+        var dir = Directory.CreateTempSubdirectory("elect-clipw-").FullName;
+        try
+        {
+            foreach (var f in Directory.GetFiles(IdiffData.Clip)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+            var all = SafeTensors.Load(IdiffData.Safetensors);
+            const string prefix = "cond_stage_model.transformer.";
+            // a CLIPModel-style file: text_model.* plus tensors the text encoder does not use
+            var clip = all.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal)).ToDictionary(kv => LdmKeys.Clip(kv.Key[prefix.Length..]), kv => kv.Value);
+            clip["vision_model.post_layernorm.weight"] = ones(4);
+            clip["logit_scale"] = tensor(2.6592f);
+            SafeTensors.Save(Path.Combine(dir, "model.safetensors"), clip);
+            var config = LdmConfig.Load(IdiffData.Yaml);
+            var withoutClip = all.Where(kv => !kv.Key.StartsWith(prefix, StringComparison.Ordinal)).ToList();
+            using (var m = InstructDiffusionModel.FromTensors(config, withoutClip, "no-clip", dir, CPU, ScalarType.Float32))
+            using (var ids = m.Tokenizer!.EncodeBatch([Prompt, ""]))
+            using (var noGrad = no_grad())
+            using (var output = m.TextEncoder!.call(ids))
+                TensorAssert.Close(IdiffData.Golden("text.last_hidden_state"), output.LastHiddenState, 1e-4, "CLIP from the folder");
+            File.Delete(Path.Combine(dir, "model.safetensors"));
+            var withoutClip2 = SafeTensors.Load(IdiffData.Safetensors).Where(kv => !kv.Key.StartsWith(prefix, StringComparison.Ordinal));
+            var e = Assert.Throws<InvalidDataException>(() => InstructDiffusionModel.FromTensors(config, withoutClip2, "no-clip", dir, CPU, ScalarType.Float32));
+            Assert.Contains("cond_stage_model.transformer.", e.Message);
+            foreach (var t in all.Values) t.Dispose();
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void FinalImagesAreTruncatedTo8BitsAsTheReference()
     {
         using var editor = IdiffData.Load();

@@ -107,7 +107,7 @@ public sealed class InstructDiffusionModel : VaeEditingModel
             foreach (var p in text.parameters()) p.requires_grad = false;
             unet = ModuleSetup.ForInference(new UNet2DConditionModel(config.UnetDiffusersConfig()), dtype, device);
             vae = ModuleSetup.ForInference(new AutoencoderKL(config.VaeDiffusersConfig()), dtype, device);
-            var alphas = LoadWeights(config, forEachTensor, source, text, unet, vae);
+            var alphas = LoadWeights(config, forEachTensor, source, text, unet, vae, tokenizerDir);
             return new InstructDiffusionModel(config, tokenizer, text, unet, vae, alphas, device, dtype);
         }
         catch
@@ -120,7 +120,7 @@ public sealed class InstructDiffusionModel : VaeEditingModel
     }
 
     private static Tensor LoadWeights(LdmConfig config, Action<Action<string, Tensor>> forEachTensor, string source,
-                                      ClipTextModel text, UNet2DConditionModel unet, AutoencoderKL vae)
+                                      ClipTextModel text, UNet2DConditionModel unet, AutoencoderKL vae, string clipDir)
     {
         var keys = new LdmKeys(config);
         var targets = new (string Prefix, string Part, Dictionary<string, Tensor> State)[]
@@ -159,14 +159,50 @@ public sealed class InstructDiffusionModel : VaeEditingModel
         for (int w = 0; w < targets.Length; w++)
         {
             var missing = targets[w].State.Keys.Where(k => !seen.Contains($"{w}:{k}")).ToList();
+            if (w == 2 && missing.Count == targets[w].State.Count && LoadClipFromFolder(text, clipDir))
+                continue;   // as the reference: FrozenCLIPEmbedder's from_pretrained weights stay when the checkpoint has none
             if (missing.Count == targets[w].State.Count)
-                throw new InvalidDataException($"{source}: no {targets[w].Part} weights ('{targets[w].Prefix}*') in the checkpoint");
+                throw new InvalidDataException($"{source}: no {targets[w].Part} weights ('{targets[w].Prefix}*') in the checkpoint{(w == 2 ? $", and no .safetensors weights in {clipDir}" : "")}");
             if (missing.Count > 0)
                 throw new InvalidDataException($"{source}: missing {targets[w].Part} weight{(missing.Count > 1 ? "s" : "")} (diffusers names) '{string.Join("', '", missing.Take(5))}'{(missing.Count > 5 ? $" and {missing.Count - 5} more" : "")}");
         }
         if (alphas is not null && (alphas.dim() != 1 || alphas.shape[0] != config.Timesteps))
             throw new InvalidDataException($"{source}: alphas_cumprod has shape [{string.Join(", ", alphas.shape)}], expected [{config.Timesteps}] ({config.Source} timesteps)");
         return alphas ?? ComputeAlphasCumprod(config);
+    }
+
+    /// <summary>
+    /// The text encoder weights of the CLIP folder (a CLIPModel's or CLIPTextModel's <c>model.safetensors</c>: its
+    /// <c>text_model.*</c> tensors; vision tower and projections are unused). False when the folder has none.
+    /// </summary>
+    private static bool LoadClipFromFolder(ClipTextModel text, string dir)
+    {
+        var files = Directory.GetFiles(dir, "*.safetensors");
+        if (files.Length == 0) return false;
+        var file = files.FirstOrDefault(f => Path.GetFileName(f) == "model.safetensors") ?? (files.Length == 1 ? files[0]
+            : throw new InvalidDataException($"{dir}: several .safetensors files and no model.safetensors"));
+        var state = text.state_dict();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        using (no_grad())
+        {
+            SafeTensors.ForEach(file, (info, t) =>
+            {
+                using (t)
+                {
+                    var key = LdmKeys.Clip(info.Name);
+                    if (!state.TryGetValue(key, out var dest)) return;   // vision_model.*, projections, position_ids
+                    if (!dest.shape.SequenceEqual(t.shape))
+                        throw new InvalidDataException($"{file}: tensor '{info.Name}' has shape [{string.Join(", ", t.shape)}]; the CLIP text encoder of {Path.Combine(dir, "config.json")} expects [{string.Join(", ", dest.shape)}]");
+                    dest.copy_(t);
+                    seen.Add(key);
+                }
+            }, name => name.StartsWith("text_model.", StringComparison.Ordinal) || name.StartsWith("embeddings.", StringComparison.Ordinal)
+                       || name.StartsWith("encoder.", StringComparison.Ordinal) || name.StartsWith("final_layer_norm.", StringComparison.Ordinal));
+        }
+        var missing = state.Keys.Where(k => !seen.Contains(k)).ToList();
+        if (missing.Count > 0)
+            throw new InvalidDataException($"{file}: missing CLIP text encoder weight{(missing.Count > 1 ? "s" : "")} '{string.Join("', '", missing.Take(5))}'");
+        return true;
     }
 
     // LatentDiffusion buffers recomputed from the config, EMA copies, and buffers transformers no longer saves
