@@ -301,6 +301,34 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
     }
 
     [Fact]
+    public void EditsLeaveNoLiveTensors()
+    {
+        using var editor = IdiffData.Load();
+        var input = IdiffData.Input("input2.png");
+        var tmp = Directory.CreateTempSubdirectory("elect-idiff-leak-").FullName;
+        try
+        {
+            void Once(int k)
+            {
+                using var result = editor.Edit(input, Prompt, [1, 2, 3], new EditOptions { InferenceSteps = 6 }, new SelectionOptions { StoppingStep = 3, LastMaskStep = 2 });
+                EditOutputs.Write(tmp, $"item{k}", input, result);
+                using var condition = editor.Model.Prepare(input, Prompt);
+                using var plain = editor.Engine.RunPlain(condition, [4], new EditOptions { InferenceSteps = 3 });
+            }
+            Once(0);
+            long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+            Once(1);
+            Once(2);
+            long after = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+            Assert.True(after == before, $"{after - before} tensors left alive by 2 edits");
+        }
+        finally
+        {
+            Directory.Delete(tmp, recursive: true);
+        }
+    }
+
+    [Fact]
     public void FinalImagesAreTruncatedTo8BitsAsTheReference()
     {
         using var editor = IdiffData.Load();
