@@ -5,8 +5,9 @@ namespace Elect.Cli;
 /// <summary>The options shared by run-single and run-dataset (named like the reference's flags).</summary>
 internal sealed class CliOptions
 {
-    public readonly Option<string> Model = new("--model") { Description = "Model family: instructpix2pix, magicbrush or ultraedit", DefaultValueFactory = _ => "instructpix2pix" };
-    public readonly Option<string?> ModelPath = new("--model-path") { Description = "diffusers-format checkpoint folder (default: checkpoints/<model>)" };
+    public readonly Option<string> Model = new("--model") { Description = "Model family: instructpix2pix, magicbrush, ultraedit or instructdiffusion", DefaultValueFactory = _ => "instructpix2pix" };
+    public readonly Option<string?> ModelPath = new("--model-path") { Description = "diffusers-format checkpoint folder (default: checkpoints/<model>); for instructdiffusion the single-file checkpoint (default: checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt)" };
+    public readonly Option<string?> TokenizerPath = new("--tokenizer-path") { Description = "instructdiffusion: CLIP tokenizer + config.json folder (default: checkpoints/clip-vit-large-patch14)" };
     public readonly Option<string> OutputDir = new("--output-dir") { Description = "Where outputs are written", DefaultValueFactory = _ => "./outputs" };
     public readonly Option<int> Resolution = new("--resolution") { Description = "Longer image side before editing (sides become multiples of 64)", DefaultValueFactory = _ => 512 };
     public readonly Option<int> InferenceSteps = new("--inference-steps") { Description = "Denoising steps T", DefaultValueFactory = _ => 100 };
@@ -31,7 +32,7 @@ internal sealed class CliOptions
     {
         foreach (var o in new Option[] { Model, ModelPath, OutputDir, Resolution, InferenceSteps, TextCfg, ImageCfg, SelectOneSeed,
                      NumRandomCandidates, CandidateSeeds, StoppingStep, FirstMaskStep, LastMaskStep, VisualizeAllSeeds, Seed,
-                     Device, DType, MaxBatch, Report, LogLevel })
+                     Device, DType, MaxBatch, Report, LogLevel, TokenizerPath })
             c.Add(o);
         Model.AcceptOnlyFromAmong([.. Elect.Editor.Families]);
     }

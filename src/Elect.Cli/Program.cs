@@ -179,7 +179,7 @@ namespace Elect.Cli
         }
 
         private static string ModelPath(ParseResult p, CliOptions o) =>
-            p.GetValue(o.ModelPath) ?? Path.Combine("checkpoints", p.GetValue(o.Model)!);
+            p.GetValue(o.ModelPath) ?? Editor.DefaultCheckpointPath(p.GetValue(o.Model)!);
 
         private static int RunSingle(ParseResult p, CliOptions o, Option<string> inputOpt, Option<string> instructionOpt,
                                      TextWriter stdout, TextWriter stderr, ILogger log)
@@ -191,7 +191,7 @@ namespace Elect.Cli
             var image = ImageOps.ImageResize(RgbImage.Load(inputPath), p.GetValue(o.Resolution));
             RgbImage? mask = p.GetValue(o.MaskImage) is { } maskPath ? ImageOps.Fit(RgbImage.Load(maskPath), image.Width, image.Height) : null;
             var (device, dtype) = DeviceAndDType(p, o, log);
-            using var editor = Editor.Load(ModelPath(p, o), p.GetValue(o.Model)!, device, dtype, log);
+            using var editor = Editor.Load(ModelPath(p, o), p.GetValue(o.Model)!, device, dtype, log, p.GetValue(o.TokenizerPath));
             log.LogInformation("{Mode} {Name} ({W}x{H}), seeds {Seeds}, {Steps} steps", selection is null ? "plain run of" : "ELECT on",
                 inputPath, image.Width, image.Height, string.Join(" ", seeds), edit.InferenceSteps);
             var name = EditOutputs.InputName(inputPath);
@@ -221,7 +221,7 @@ namespace Elect.Cli
             var dir = p.GetValue(dirOpt)!;
             if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"dataset folder not found: {dir}");
             var (device, dtype) = DeviceAndDType(p, o, log);
-            using var editor = Editor.Load(ModelPath(p, o), p.GetValue(o.Model)!, device, dtype, log);
+            using var editor = Editor.Load(ModelPath(p, o), p.GetValue(o.Model)!, device, dtype, log, p.GetValue(o.TokenizerPath));
             var runner = new DatasetRunner(editor, log);
             using var bar = new ProgressBar(stderr);
             var summary = runner.Run(new DatasetRunOptions

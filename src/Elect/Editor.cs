@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Elect.Editing;
 using Elect.Imaging;
+using Elect.InstructDiffusion;
 using Elect.InstructPix2Pix;
 using Elect.Modeling;
 using Elect.UltraEdit;
@@ -13,7 +14,8 @@ namespace Elect;
 
 /// <summary>
 /// The library entry point: loads a diffusers-format checkpoint folder of one of the supported
-/// editing families and edits images with plain sampling or ELECT seed selection.
+/// editing families (InstructDiffusion: its single-file checkpoint) and edits images with plain
+/// sampling or ELECT seed selection.
 /// </summary>
 /// <example>
 /// <code>
@@ -26,7 +28,22 @@ namespace Elect;
 public sealed class Editor : IDisposable
 {
     /// <summary>Supported <c>--model</c> names.</summary>
-    public static readonly IReadOnlyList<string> Families = ["instructpix2pix", "magicbrush", "ultraedit"];
+    public static readonly IReadOnlyList<string> Families = ["instructpix2pix", "magicbrush", "ultraedit", "instructdiffusion"];
+
+    /// <summary>Where <c>--model instructdiffusion</c> looks for the CLIP tokenizer and text-encoder config by default.</summary>
+    public const string DefaultClipFolder = "checkpoints/clip-vit-large-patch14";
+
+    /// <summary>
+    /// The default checkpoint of a family: <c>checkpoints/&lt;family&gt;</c>; for instructdiffusion the reference's
+    /// <c>checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt</c>, or its <c>.safetensors</c> conversion when that is there.
+    /// </summary>
+    public static string DefaultCheckpointPath(string family)
+    {
+        if (family != "instructdiffusion") return Path.Combine("checkpoints", family);
+        const string ckpt = "checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt";
+        var converted = Path.ChangeExtension(ckpt, ".safetensors");
+        return File.Exists(converted) ? converted : ckpt;
+    }
 
     private readonly ILogger _log;
 
@@ -42,14 +59,21 @@ public sealed class Editor : IDisposable
 
     /// <summary>
     /// Loads <paramref name="folder"/> (model_index.json + one folder per component) as
-    /// <paramref name="family"/>. Errors name the missing or inconsistent file.
+    /// <paramref name="family"/>. Errors name the missing or inconsistent file. For instructdiffusion,
+    /// <paramref name="folder"/> is the single-file checkpoint (with an optional same-named .yaml LDM config
+    /// beside it) and <paramref name="tokenizerPath"/> the CLIP tokenizer folder (default
+    /// <see cref="DefaultClipFolder"/>).
     /// </summary>
-    public static Editor Load(string folder, string family, Device device, ScalarType dtype, ILogger? logger = null)
+    public static Editor Load(string folder, string family, Device device, ScalarType dtype, ILogger? logger = null, string? tokenizerPath = null)
     {
         var log = logger ?? NullLogger.Instance;
         family = family.Trim().ToLowerInvariant();
         if (!Families.Contains(family))
             throw new ArgumentException($"unknown model '{family}' (expected one of: {string.Join(", ", Families)})");
+        if (family == "instructdiffusion")
+            return LoadInstructDiffusion(folder, tokenizerPath ?? DefaultClipFolder, device, dtype, log);
+        if (tokenizerPath is not null)
+            throw new ArgumentException($"--tokenizer-path is for --model instructdiffusion; {family} checkpoints carry their own tokenizer");
         if (!Directory.Exists(folder))
             throw new DirectoryNotFoundException($"checkpoint folder not found: {folder} (place a diffusers-format checkpoint there or pass --model-path)");
         var indexPath = Path.Combine(folder, "model_index.json");
@@ -69,6 +93,21 @@ public sealed class Editor : IDisposable
             ? UltraEditModel.Load(folder, device, dtype)
             : InstructPix2PixModel.Load(folder, family, device, dtype);
         log.LogInformation("loaded {Family} from {Folder} on {Device} ({DType}) in {Seconds:F1} s", family, folder, device, dtype, sw.Elapsed.TotalSeconds);
+        return new Editor(model, log);
+    }
+
+    private static Editor LoadInstructDiffusion(string checkpoint, string tokenizerPath, Device device, ScalarType dtype, ILogger log)
+    {
+        if (Directory.Exists(checkpoint))
+            throw new ArgumentException($"{checkpoint} is a folder; --model instructdiffusion takes the single-file checkpoint (e.g. checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt)");
+        if (!Directory.Exists(tokenizerPath))
+            throw new DirectoryNotFoundException($"CLIP tokenizer folder not found: {tokenizerPath} (openai/clip-vit-large-patch14's tokenizer files and config.json; pass --tokenizer-path)");
+        TorchRuntime.Initialize(device);
+        var sw = Stopwatch.StartNew();
+        var config = InstructDiffusionModel.DefaultConfigPath(checkpoint);
+        var model = InstructDiffusionModel.Load(checkpoint, tokenizerPath, device, dtype, config);
+        log.LogInformation("loaded instructdiffusion from {File} ({Config}) on {Device} ({DType}) in {Seconds:F1} s", checkpoint,
+            config ?? "built-in instruct_diffusion.yaml values", device, dtype, sw.Elapsed.TotalSeconds);
         return new Editor(model, log);
     }
 

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Elect.Editing;
 using Elect.Imaging;
+using Elect.InstructDiffusion;
 using Elect.InstructPix2Pix;
 using Elect.Modeling;
 using Elect.UltraEdit;
@@ -162,6 +163,12 @@ public static class Bench
                 using var empty = randn([1, tokens, ip2p.Unet.CrossAttentionDim], generator: gen);
                 return ip2p.PrepareWithEmbeddings(image, text, empty);
             }
+            case InstructDiffusionModel id when id.TextEncoder is null:
+            {
+                using var text = randn([1, tokens, id.Unet.CrossAttentionDim], generator: gen);
+                using var empty = randn([1, tokens, id.Unet.CrossAttentionDim], generator: gen);
+                return id.PrepareWithEmbeddings(image, text, empty);
+            }
             case UltraEditModel ue when ue.TextEncoder is null:
             {
                 using var embeds = randn([2, tokens, ue.Transformer.Config.JointAttentionDim], generator: gen);
@@ -192,6 +199,8 @@ public static class Bench
         }
         var unet = ModuleSetup.ForInference(new UNet2DConditionModel(Cfg(BenchConfigs.Ip2pUnet, "SD 1.5 UNet", o.Size)), o.DType, o.Device);
         var sdVae = ModuleSetup.ForInference(new AutoencoderKL(Cfg(BenchConfigs.Sd15Vae, "SD 1.5 VAE", o.Size)), o.DType, o.Device);
+        if (o.Family == "instructdiffusion")   // instruct_diffusion.yaml's UNet and VAE are SD 1.5's with 8 input channels, as InstructPix2Pix's
+            return InstructDiffusionModel.FromComponents(LdmConfig.InstructDiffusion, null, null, unet, sdVae, o.Device, o.DType);
         return InstructPix2PixModel.FromComponents(o.Family, null, null, unet, sdVae, Cfg(BenchConfigs.Ip2pScheduler, "scheduler", "full"), o.Device, o.DType);
     }
 
@@ -213,6 +222,7 @@ public static class Bench
         nn.Module? denoiser = model switch
         {
             InstructPix2PixModel ip2p => ip2p.Unet,
+            InstructDiffusionModel id => id.Unet,
             UltraEditModel ue => ue.Transformer,
             _ => null,
         };

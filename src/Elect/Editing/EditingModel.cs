@@ -24,6 +24,12 @@ public sealed class EditCondition : IDisposable
     /// </summary>
     public required IReadOnlyDictionary<string, (Tensor Instruction, Tensor Empty)> Prompts { get; init; }
 
+    /// <summary>
+    /// Whether the third branch (zero image latents) reads the instruction's conditioning (InstructDiffusion's
+    /// text-only branch) instead of the empty prompt's (the unconditional branch of InstructPix2Pix-style models).
+    /// </summary>
+    public bool ThirdBranchUsesInstruction { get; init; }
+
     public long LatentHeight => ImageLatents.shape[2];
     public long LatentWidth => ImageLatents.shape[3];
     public long ImageHeight => DecodedInput.shape[2];
@@ -50,11 +56,11 @@ public sealed class EditCondition : IDisposable
         return Branches(n, ImageLatents, ImageLatents, zeros);
     });
 
-    /// <summary>The named prompt conditioning of n candidates: [instruction ×n, empty ×2n].</summary>
+    /// <summary>The named prompt conditioning of n candidates: [instruction ×n, empty ×n, empty (or instruction: <see cref="ThirdBranchUsesInstruction"/>) ×n].</summary>
     public Tensor PromptFor(string name, long n)
     {
         if (!Prompts.TryGetValue(name, out var p)) throw new KeyNotFoundException($"no prompt conditioning '{name}'");
-        return Cached(name, n, () => Branches(n, p.Instruction, p.Empty, p.Empty));
+        return Cached(name, n, () => Branches(n, p.Instruction, p.Empty, ThirdBranchUsesInstruction ? p.Instruction : p.Empty));
     }
 
     private Tensor Cached(string name, long n, Func<Tensor> build)
@@ -131,6 +137,20 @@ public abstract class EditingModel : IDisposable
 
     /// <summary>Decodes final / estimated latents (model space) to images [n,3,H,W] in [-1,1], float32.</summary>
     public abstract Tensor DecodeLatents(Tensor latents);
+
+    /// <summary>
+    /// Combines the three branch outputs [n, C, h, w] (text = instruction + image, image = empty prompt + image,
+    /// third = zero image latents) into the guided prediction. Default: InstructPix2Pix's
+    /// <c>third + g_t (text - image) + g_i (image - third)</c>.
+    /// </summary>
+    public virtual Tensor Guide(Tensor text, Tensor image, Tensor third, float gText, float gImage) =>
+        third + gText * (text - image) + gImage * (image - third);
+
+    /// <summary>
+    /// Finished decoded images [n,3,H,W] in [-1,1] to values in [0,1] whose 8-bit rounding is the reference's
+    /// output. Default: diffusers' <c>clamp(x / 2 + 0.5, 0, 1)</c> (rounded to 8 bits later).
+    /// </summary>
+    public virtual Tensor ToUnitImages(Tensor decoded) => (decoded / 2 + 0.5).clamp(0, 1);
 
     protected abstract void Dispose(bool disposing);
 

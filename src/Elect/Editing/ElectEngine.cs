@@ -181,7 +181,7 @@ public sealed class ElectEngine
 
             var images = new Dictionary<long, Tensor>();
             using (var decoded = DecodeBatched(latents))
-            using (var unit = (decoded / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).to(ScalarType.Float32).cpu())
+            using (var unit = _model.ToUnitImages(decoded).permute(0, 2, 3, 1).to(ScalarType.Float32).cpu())
             {
                 for (int k = 0; k < active.Count; k++)
                     images[seeds[active[k]]] = unit[k].clone().DetachFromDisposeScope();
@@ -255,7 +255,7 @@ public sealed class ElectEngine
                     var output = _model.Forward(cond, input, timestep);
                     var parts = output.chunk(3, 0);
                     var (text, image, uncond) = (parts[0], parts[1], parts[2]);
-                    var g = uncond + gText * (text - image) + gImage * (image - uncond);
+                    var g = _model.Guide(text, image, uncond, gText, gImage);
                     guided.Add(g.to(ScalarType.Float32));
                     if (wantDiffs) diffs.Add(ElectMath.NoiseDifference(text, image));
                 }
