@@ -75,7 +75,7 @@ public static class Bench
         log.LogInformation("bench model {Family} ({Source}) ready in {Seconds:F1} s", o.Family, o.ModelPath ?? "random weights", build.Elapsed.TotalSeconds);
         var image = SampleImage.Create(o.Resolution, o.Resolution);
         var engine = new ElectEngine(model, log);
-        var edit = new EditOptions { InferenceSteps = o.Steps, MaxBatch = o.MaxBatch };
+        var edit = new EditOptions { InferenceSteps = o.Steps, MaxBatch = o.MaxBatch, CheckFinite = false };   // random weights: numbers are meaningless
         var seeds = Enumerable.Range(1, o.Candidates).Select(i => (long)i).ToArray();
 
         var modes = new JsonObject();

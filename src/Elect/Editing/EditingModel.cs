@@ -1,4 +1,5 @@
 using Elect.Imaging;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Elect.Editing;
@@ -132,6 +133,12 @@ public abstract class EditingModel : IDisposable
     /// <summary>Decodes final / estimated latents (model space) to images [n,3,H,W] in [-1,1], float32.</summary>
     public abstract Tensor DecodeLatents(Tensor latents);
 
+    /// <summary>
+    /// <see cref="DecodeLatents"/> computed in float32 whatever the model dtype: the fallback when a half-precision
+    /// decode overflows. The default is <see cref="DecodeLatents"/>.
+    /// </summary>
+    public virtual Tensor DecodeLatentsInFloat32(Tensor latents) => DecodeLatents(latents);
+
     protected abstract void Dispose(bool disposing);
 
     public void Dispose()
@@ -177,5 +184,21 @@ public abstract class VaeEditingModel : EditingModel
     {
         using var scaled = (latents / Vae.ScalingFactor).to(DType);
         return DecodeRaw(scaled);
+    }
+
+    /// <summary>Converts the VAE to float32 for this one decode and back (lossless for fp16/bf16 weights).</summary>
+    public override Tensor DecodeLatentsInFloat32(Tensor latents)
+    {
+        if (DType == ScalarType.Float32) return DecodeLatents(latents);
+        Vae.to(ScalarType.Float32);
+        try
+        {
+            using var scaled = (latents.to(ScalarType.Float32) / Vae.ScalingFactor);
+            return DecodeRaw(scaled);
+        }
+        finally
+        {
+            Vae.to(DType);
+        }
     }
 }
