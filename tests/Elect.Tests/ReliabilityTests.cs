@@ -5,6 +5,7 @@ using Elect.Cli;
 using Elect.Datasets;
 using Elect.Editing;
 using Elect.Imaging;
+using Elect.Modeling;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
@@ -313,7 +314,8 @@ public sealed class ReliabilityTests : IDisposable
     }
 
     /// <summary>Delegates to a real model; one chosen model call returns NaN in its first candidate's text branch.</summary>
-    private sealed class PoisonedModel(EditingModel inner, int poisonCall, bool poisonDecode = false) : EditingModel(inner.Device, inner.DType)
+    private sealed class PoisonedModel(EditingModel inner, int poisonCall, bool poisonDecode = false, ScalarType? declaredDType = null)
+        : EditingModel(inner.Device, declaredDType ?? inner.DType)
     {
         private int _calls;
         public int Decodes { get; private set; }
@@ -326,7 +328,7 @@ public sealed class ReliabilityTests : IDisposable
         public override EditCondition Prepare(RgbImage image, string instruction, RgbImage? mask = null) => inner.Prepare(image, instruction, mask);
         public override Tensor Forward(EditCondition condition, Tensor modelInput, Tensor timestep)
         {
-            var y = inner.Forward(condition, modelInput, timestep);
+            var y = inner.Forward(condition, modelInput.to(inner.DType), timestep);
             if (++_calls == poisonCall) y[0].fill_(float.NaN);
             return y;
         }
@@ -364,9 +366,118 @@ public sealed class ReliabilityTests : IDisposable
         var decode = Assert.Throws<NonFiniteException>(() => new ElectEngine(new PoisonedModel(editor.Model, -1, poisonDecode: true)).Run(condition, [1, 2], options, selection, null, default, TimeSpan.Zero));
         Assert.Contains("decode", decode.Message);
         Assert.Equal(live, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+        // a "half-precision" model whose decode overflows: the step's decode is retried in float32, which cures it
+        var half = new PoisonedModel(editor.Model, -1, poisonDecode: true, declaredDType: ScalarType.Float16);
+        using (var retried = new ElectEngine(half).Run(condition, [1, 2], options, selection, null, default, TimeSpan.Zero))
+        {
+            Assert.All(retried.Bis!, b => Assert.True(double.IsFinite(b)));
+            Assert.Equal(2, half.Float32Decodes);   // the Tweedie estimates at the stopping step, then the final image
+        }
         // and a clean run is unaffected
         using var ok = new ElectEngine(new PoisonedModel(editor.Model, -1)).Run(condition, [1, 2], options, selection, null, default, TimeSpan.Zero);
         Assert.All(ok.Bis!, b => Assert.True(double.IsFinite(b)));
+    }
+
+    // ---- defect 8: small items ----
+
+    [SkippableFact]
+    public void SmallItems()
+    {
+        var input = Path.Combine(Fixtures.Require(), "models", "ip2p-input.png");
+        // one-candidate ELECT: no best-seed file (only with --visualize-all-seeds)
+        var (code, stdout, err) = Cli(["run-single", "--input", input, "--instruction", "make it blue", .. Common("--resolution", "64", "--inference-steps", "2",
+            "--select-one-seed", "--candidate-seeds", "5", "--stopping-step", "1", "--last-step-for-mask-extraction", "1", "--log-level", "warning")]);
+        Assert.True(code == 0, err);
+        Assert.Empty(Directory.GetFiles(Out, "*best_seed*"));
+        Assert.Contains("ip2p-input_output_5.png", stdout);
+        // --limit -1 is refused
+        var ds = Dataset(1);
+        var (c2, _, e2) = Cli([.. DatasetArgs(ds, 2), "--limit", "-1"]);
+        Assert.Equal(1, c2);
+        Assert.Contains("--limit must be >= 0, got -1", e2);
+        // validation errors carry no "(Parameter 'X')"
+        var (c3, _, e3) = Cli(["run-single", "--input", input, "--instruction", "x", .. Common("--inference-steps", "0")]);
+        Assert.Equal(1, c3);
+        Assert.EndsWith("got 0", e3.Trim());
+        // a truncated PNG names a reason
+        var png = new RgbImage(64, 64).EncodePng();
+        var e4 = Assert.Throws<InvalidDataException>(() => RgbImage.Decode(png[..(png.Length / 2)], "t.png"));
+        Assert.Matches(@"^cannot decode image 't\.png': [ -~]*[a-z]{4}[ -~]*$", e4.Message);
+        // JSON keeps quotes readable
+        var json = Path.Combine(_tmp, "q.json");
+        EditOutputs.WriteJson(json, new JsonObject { ["error"] = "can't read 'x' <y> & z" });
+        Assert.Contains("can't read 'x' <y> & z", File.ReadAllText(json));
+    }
+
+    [Fact]
+    public void PieBenchMaskAndNonStringFieldsAreChecked()
+    {
+        var ds = Directory.CreateDirectory(Path.Combine(_tmp, "pie")).FullName;
+        File.WriteAllText(Path.Combine(ds, EditDataset.PieBenchFile), """
+        {
+          "ok": {"image_path": "a.jpg", "editing_instruction": "x", "mask": [1, 2, 10, 3]},
+          "nomask": {"image_path": "a.jpg", "editing_instruction": "x"},
+          "text-mask": {"image_path": "a.jpg", "editing_instruction": "x", "mask": "1 2"},
+          "odd-mask": {"image_path": "a.jpg", "editing_instruction": "x", "mask": [1, 2, 3]},
+          "negative-mask": {"image_path": "a.jpg", "editing_instruction": "x", "mask": [1, -2]},
+          "float-mask": {"image_path": "a.jpg", "editing_instruction": "x", "mask": [1.5, 2]},
+          "numeric-path": {"image_path": 5, "editing_instruction": "x"},
+          "missing-path": {"editing_instruction": "x"}
+        }
+        """);
+        var (items, bad, _) = EditDataset.Load(ds);
+        Assert.Equal(["ok", "nomask"], items.Select(i => i.Key));
+        var errors = bad.ToDictionary(b => b.Key, b => b.Error);
+        Assert.Contains("mask must be an array of (start, length) integer pairs, got a string", errors["text-mask"]);
+        Assert.Contains("odd number of values (3)", errors["odd-mask"]);
+        Assert.Contains("mask value 1 must be a non-negative integer, got -2", errors["negative-mask"]);
+        Assert.Contains("mask value 0 must be a non-negative integer, got 1.5", errors["float-mask"]);
+        Assert.Equal("image_path must be a string, got a number 5", errors["numeric-path"]);
+        Assert.Equal("missing image_path", errors["missing-path"]);
+    }
+
+    // ---- bench and the native self-check ----
+
+    [Fact]
+    public void BenchWritesEachModeAsItCompletesAndAcceptsTheHelpSyntax()
+    {
+        var output = Path.Combine(_tmp, "bench.json");
+        var (code, _, err) = Cli("bench", "--size", "tiny", "--device", "cpu", "--resolution", "64", "--inference-steps", "2", "--candidates", "2",
+            "--stopping-step", "1", "--last-step-for-mask-extraction", "1", "--runs", "1", "--warmup", "0", "--output", output, "--log-level", "warning",
+            "--modes", "plain|elect,best-of-n");
+        Assert.True(code == 0, err);
+        var json = JsonNode.Parse(File.ReadAllText(output))!;
+        Assert.Equal(["plain", "elect", "best-of-n"], json["modes"]!.AsObject().Select(kv => kv.Key));
+        Assert.True(json["complete"]!.GetValue<bool>());
+
+        TorchRuntime.Initialize();
+        var snapshots = new List<string>();
+        Elect.Benchmarks.Bench.Run(new Elect.Benchmarks.BenchOptions { Size = "tiny", Resolution = 64, Steps = 2, Candidates = 2, StoppingStep = 1, LastMaskStep = 1,
+            Runs = 1, Warmup = 0, Modes = ["plain", "elect"] }, null, d => snapshots.Add(d.ToJsonString()));
+        Assert.Equal(2, snapshots.Count);
+        var first = JsonNode.Parse(snapshots[0])!;
+        Assert.False(first["complete"]!.GetValue<bool>());
+        Assert.Equal(["plain"], first["modes"]!.AsObject().Select(kv => kv.Key));
+        var (c2, _, e2) = Cli("bench", "--modes", "plain|fast", "--size", "tiny", "--device", "cpu", "--log-level", "warning");
+        Assert.Equal(1, c2);
+        Assert.Contains("unknown bench mode 'fast'", e2);
+    }
+
+    [SkippableFact]
+    public void NativeSelfCheckResolvesTheBindingAndNamesAMissingSymbol()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "dlopen check is Linux-only");
+        Assert.NotNull(NativeCheck.FindBinding());
+        Assert.Null(NativeCheck.Check());   // the build's copy (GLIBCXX_3.4.32 marked weak) resolves completely
+        var gcc = new[] { "/usr/bin/gcc", "/usr/bin/cc" }.FirstOrDefault(File.Exists);
+        Skip.If(gcc is null, "no C compiler to build a library with a missing symbol");
+        var c = Path.Combine(_tmp, "m.c");
+        File.WriteAllText(c, "void elect_missing_function_for_test(void);\nvoid elect_caller(void) { elect_missing_function_for_test(); }\n");
+        var so = Path.Combine(_tmp, "libm_test.so");
+        using (var p = Process.Start(gcc, ["-shared", "-fPIC", "-o", so, c])) { p.WaitForExit(); Skip.If(p.ExitCode != 0, "gcc failed"); }
+        var e = Assert.Throws<InvalidOperationException>(() => NativeCheck.Check(so));
+        Assert.Contains("undefined symbol: elect_missing_function_for_test", e.Message);
+        Assert.Contains("does not match", e.Message);
     }
 
     // ---- defect 6: progress off a terminal ----
