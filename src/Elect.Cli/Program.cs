@@ -360,6 +360,12 @@ namespace Elect.Cli
             if (reused is not null) log.LogInformation("resuming with the {N} random seeds the earlier run drew: {Seeds}", reused.Length, string.Join(" ", reused));
             var limits = Limits(p, o);
             int resolution = p.GetValue(o.Resolution);
+            var oversized = DatasetRunner.PrecheckSizes(dir, resolution, limits);
+            if (oversized.Count > 0)
+            {
+                if (oversized.Count == EditDataset.Load(dir).Items.Count) throw new ArgumentException(oversized[0].Error);
+                log.LogWarning("{Count} item(s) exceed the size limits and will fail, e.g. {Error}", oversized.Count, oversized[0].Error);
+            }
             var modelPath = ModelPath(p, o);
             var family = p.GetValue(o.Model)!;
             var (device, dtype) = DeviceAndDType(p, o, log);

@@ -248,8 +248,15 @@ public sealed class ReliabilityTests : IDisposable
         var (code3, _, err3) = Cli(Args(thin, "--resolution", "64", "--max-pixels", "100000000"));
         Assert.Equal(1, code3);
         Assert.Contains("aspect ratio 2000:1, above --max-aspect 8", err3);
+        // a dataset whose every item is too large is refused before the model is loaded too
+        var ds = Directory.CreateDirectory(Path.Combine(_tmp, "big")).FullName;
+        File.Copy(square, Path.Combine(ds, "s.png"));
+        File.WriteAllText(Path.Combine(ds, "dataset.json"), """{"a": {"image_path": "s.png", "editing_instruction": "x"}}""");
+        var (code4, _, err4) = Cli("run-dataset", "--dataset-dir", ds, "--model-path", noModel, "--device", "cpu", "--output-dir", Out, "--resolution", "4096");
+        Assert.Equal(1, code4);
+        Assert.Contains("above --max-pixels 1048576", err4);
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(30));   // not a speed test: the point is that nothing was loaded
-        foreach (var e in new[] { err, err2, err3 }) Assert.DoesNotContain("checkpoint", e);
+        foreach (var e in new[] { err, err2, err3, err4 }) Assert.DoesNotContain("checkpoint", e);
     }
 
     [Fact]

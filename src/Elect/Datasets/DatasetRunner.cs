@@ -53,6 +53,30 @@ public sealed class DatasetRunner
 
     public static string ItemReportFile(string key) => $"{key}_report.json";
 
+    /// <summary>
+    /// Checks every item's image size (read from the file header, not decoded) against <paramref name="limits"/>
+    /// before any model work; returns the items that break them with the reason. Unreadable headers are left
+    /// to the run (which reports them per item).
+    /// </summary>
+    public static IReadOnlyList<(string Key, string Error)> PrecheckSizes(string datasetDir, int resolution, ResourceLimits limits)
+    {
+        var (items, _, _) = EditDataset.Load(datasetDir);
+        var over = new List<(string, string)>();
+        foreach (var item in items)
+        {
+            try
+            {
+                using var stream = File.OpenRead(item.ImagePath);
+                var info = StbImageSharp.ImageInfo.FromStream(stream);
+                if (info is not { } i || i.Width < 1 || i.Height < 1) continue;
+                limits.CheckImage(i.Width, i.Height, resolution, item.ImagePath);
+            }
+            catch (ArgumentException e) { over.Add((item.Key, e.Message)); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException) { }
+        }
+        return over;
+    }
+
     /// <summary>The dataset summary's file name in the output folder.</summary>
     public const string SummaryFile = "summary.json";
 

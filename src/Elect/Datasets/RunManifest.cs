@@ -99,13 +99,16 @@ public static class RunManifest
 
     /// <summary>
     /// Checks <paramref name="current"/> against the manifest already in <paramref name="outputDir"/> and writes it:
-    /// refuses differing settings unless <paramref name="force"/> (then the new manifest records the old ones under
+    /// refuses differing settings, when the folder holds item reports, unless <paramref name="force"/> (then the new manifest records the old ones under
     /// <c>previous</c>). Returns the differences that were forced through (empty normally).
     /// </summary>
     /// <exception cref="InvalidOperationException">the settings differ and <paramref name="force"/> is false.</exception>
     public static IReadOnlyList<string> CheckAndWrite(string outputDir, JsonObject current, bool force)
     {
         var existing = Read(outputDir);
+        // a manifest without any item report (a run that stopped before its first item) guards nothing
+        if (existing is not null && !Directory.EnumerateFiles(outputDir, "*" + DatasetRunner.ItemReportFile("")).Any())
+            existing = null;
         IReadOnlyList<string> diffs = existing is null ? [] : Differences(existing, current);
         if (diffs.Count > 0 && !force)
             throw new InvalidOperationException(
