@@ -26,7 +26,7 @@ internal static class BenchCommand
         var runs = new Option<int>("--runs") { DefaultValueFactory = _ => 3, Description = "Timed runs per mode (median reported)" };
         var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 1, Description = "Untimed warm-up runs per mode" };
         var maxBatch = new Option<int?>("--max-batch") { Description = "Candidates per model call" };
-        var modes = new Option<string[]>("--modes") { Description = "Any of plain, elect, best-of-n, elect-sequential, separated by spaces, commas or '|' (default: plain elect best-of-n)", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [.. Bench.DefaultModes] };
+        var modes = new Option<string[]>("--modes") { Description = "Any of plain, elect, best-of-n, elect-sequential, separated by spaces, commas or '|'", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [.. Bench.DefaultModes] };
         var size = new Option<string>("--size") { Description = "Random-weight architecture: full (real sizes) or tiny (CPU smoke runs)", DefaultValueFactory = _ => "full" };
         var output = new Option<string?>("--output") { Description = "Also write the JSON here" };
         var logLevel = new Option<string>("--log-level") { DefaultValueFactory = _ => "information", Description = "Logging threshold" };

@@ -51,7 +51,7 @@ namespace Elect.Cli
             var dcommon = new CliOptions();
             var datasetDir = new Option<string>("--dataset-dir") { Description = "Dataset folder", DefaultValueFactory = _ => "./datasets/PIE-bench" };
             var noResume = new Option<bool>("--no-resume") { Description = "Redo items that already have a report" };
-            var limit = new Option<int?>("--limit") { Description = "Process at most this many items" };
+            var limit = new Option<int?>("--limit") { Description = "Process at most this many items (>= 0)" };
             var force = new Option<bool>("--force") { Description = "Resume into an output folder whose run_manifest.json records other settings (mixes results)" };
             dataset.Add(datasetDir);
             dataset.Add(noResume);
