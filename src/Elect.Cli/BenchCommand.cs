@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Elect.Benchmarks;
 using Elect.Modeling;
+using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -25,7 +26,7 @@ internal static class BenchCommand
         var runs = new Option<int>("--runs") { DefaultValueFactory = _ => 3, Description = "Timed runs per mode (median reported)" };
         var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 1, Description = "Untimed warm-up runs per mode" };
         var maxBatch = new Option<int?>("--max-batch") { Description = "Candidates per model call" };
-        var modes = new Option<string[]>("--modes") { Description = "Any of plain, elect, best-of-n, elect-sequential (default: the first three)", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [.. Bench.DefaultModes] };
+        var modes = new Option<string[]>("--modes") { Description = "Any of plain, elect, best-of-n, elect-sequential, separated by spaces, commas or '|'", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [.. Bench.DefaultModes] };
         var size = new Option<string>("--size") { Description = "Random-weight architecture: full (real sizes) or tiny (CPU smoke runs)", DefaultValueFactory = _ => "full" };
         var output = new Option<string?>("--output") { Description = "Also write the JSON here" };
         var logLevel = new Option<string>("--log-level") { DefaultValueFactory = _ => "information", Description = "Logging threshold" };
@@ -33,6 +34,12 @@ internal static class BenchCommand
             c.Add(o);
         c.SetAction(p => ElectCli.Guard(stderr, p.GetValue(logLevel)!, log =>
         {
+            // fail in seconds, before any model is built, when libtorch's symbols do not match the binding
+            if (NativeCheck.Check() is { } note) log.LogWarning("native self-check: {Note}", note);
+            else log.LogInformation("native self-check: every libtorch symbol the binding needs resolved");
+            var outputPath = p.GetValue(output);
+            ElectCli.CheckReportFile(outputPath, "--output");
+            var modeList = p.GetValue(modes)!.SelectMany(m => m.Split([',', '|'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToArray();
             var dev = TorchRuntime.ParseDevice(p.GetValue(device)!);
             TorchRuntime.Initialize(dev);
             var dt = p.GetValue(dtype) is { } d ? TorchRuntime.ParseDType(d) : dev.type == DeviceType.CUDA ? ScalarType.Float16 : ScalarType.Float32;
@@ -50,11 +57,14 @@ internal static class BenchCommand
                 Runs = p.GetValue(runs),
                 Warmup = p.GetValue(warmup),
                 MaxBatch = p.GetValue(maxBatch),
-                Modes = p.GetValue(modes)!,
+                Modes = modeList,
                 Size = p.GetValue(size)!,
-            }, log);
+            }, log, partial =>
+            {
+                // each mode's figures land in --output as soon as the mode completes (atomic rewrite)
+                if (outputPath is not null) EditOutputs.WriteJson(outputPath, partial);
+            });
             stdout.WriteLine(result.ToJsonString(EditOutputs.JsonOptions));
-            if (p.GetValue(output) is { } path) EditOutputs.WriteJson(path, result);
             return 0;
         }));
         return c;

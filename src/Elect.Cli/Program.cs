@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text.Json.Nodes;
 using Elect;
 using Elect.Cli;
 using Elect.Datasets;
@@ -49,12 +51,14 @@ namespace Elect.Cli
             var dcommon = new CliOptions();
             var datasetDir = new Option<string>("--dataset-dir") { Description = "Dataset folder", DefaultValueFactory = _ => "./datasets/PIE-bench" };
             var noResume = new Option<bool>("--no-resume") { Description = "Redo items that already have a report" };
-            var limit = new Option<int?>("--limit") { Description = "Process at most this many items" };
+            var limit = new Option<int?>("--limit") { Description = "Process at most this many items (>= 0)" };
+            var force = new Option<bool>("--force") { Description = "Resume into an output folder whose run_manifest.json records other settings (mixes results)" };
             dataset.Add(datasetDir);
             dataset.Add(noResume);
             dataset.Add(limit);
+            dataset.Add(force);
             dcommon.AddTo(dataset);
-            dataset.SetAction(p => Guard(stderr, p.GetValue(dcommon.LogLevel)!, log => RunDataset(p, dcommon, datasetDir, noResume, limit, stderr, log)));
+            dataset.SetAction(p => Guard(stderr, p.GetValue(dcommon.LogLevel)!, log => RunDataset(p, dcommon, datasetDir, noResume, limit, force, stderr, log)));
             root.Add(dataset);
 
             var sample = new Command("sample-image", "Write the project's synthetic sample image");
@@ -99,11 +103,24 @@ namespace Elect.Cli
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
-                var message = e is TypeInitializationException { InnerException: { } inner } ? inner.Message : e.Message;
-                stderr.WriteLine($"elect: error: {FirstLine(message)}");
+                stderr.WriteLine($"elect: error: {FirstLine(ErrorText(e))}");
                 if (level <= LogLevel.Debug) stderr.WriteLine(e.ToString());
                 return 1;
             }
+        }
+
+        /// <summary>An exception's message without .NET's " (Parameter 'x')" suffix.</summary>
+        internal static string ErrorText(Exception e)
+        {
+            if (e is TypeInitializationException { InnerException: { } inner }) e = inner;
+            var message = e.Message;
+            if (e is ArgumentException { ParamName: { } name })
+            {
+                var suffix = $" (Parameter '{name}')";
+                int at = message.IndexOf(suffix, StringComparison.Ordinal);
+                if (at >= 0) message = message.Remove(at, suffix.Length);
+            }
+            return message;
         }
 
         /// <summary>Collapses a multi-line parser message onto one line.</summary>
@@ -127,7 +144,7 @@ namespace Elect.Cli
             return (device, dtype);
         }
 
-        private static (EditOptions Edit, SelectionOptions? Selection, long[] Seeds) Settings(ParseResult p, CliOptions o)
+        private static (EditOptions Edit, SelectionOptions? Selection, long[] Seeds) Settings(ParseResult p, CliOptions o, long[]? randomSeeds = null)
         {
             var edit = new EditOptions
             {
@@ -145,7 +162,7 @@ namespace Elect.Cli
             if (random < 0) throw new ArgumentOutOfRangeException(nameof(random), $"--num-random-candidates must be >= 0, got {random}");
             var given = p.GetResult(o.CandidateSeeds) is null ? null : p.GetValue(o.CandidateSeeds);
             if (given is { Length: 0 }) throw new ArgumentException("--candidate-seeds was given no seeds");
-            long[] seeds = random > 0 ? RandomSeeds(random)
+            long[] seeds = random > 0 ? randomSeeds ?? RandomSeeds(random)
                 : given ?? (elect ? [1L] : [p.GetValue(o.Seed)]);
             if (seeds.Distinct().Count() != seeds.Length)
                 throw new ArgumentException($"--candidate-seeds must be distinct: {string.Join(" ", seeds)}");
@@ -181,6 +198,96 @@ namespace Elect.Cli
         private static string ModelPath(ParseResult p, CliOptions o) =>
             p.GetValue(o.ModelPath) ?? Editor.DefaultCheckpointPath(p.GetValue(o.Model)!);
 
+        private static ResourceLimits Limits(ParseResult p, CliOptions o)
+        {
+            var limits = new ResourceLimits { MaxPixels = p.GetValue(o.MaxPixels), MaxAspect = p.GetValue(o.MaxAspect) };
+            limits.Validate();
+            return limits;
+        }
+
+        /// <summary>Fails now, before any model work, when <paramref name="dir"/> cannot hold outputs.</summary>
+        internal static void CheckOutputDir(string dir, string option = "--output-dir")
+        {
+            if (File.Exists(dir)) throw new IOException($"{option} {dir} is a file, not a folder");
+            try
+            {
+                Directory.CreateDirectory(dir);
+                var probe = Path.Combine(dir, $".elect-write-test-{Environment.ProcessId}");
+                File.WriteAllText(probe, "");
+                File.Delete(probe);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new IOException($"{option} {dir} is not writable: {e.Message}", e);
+            }
+        }
+
+        /// <summary>Fails now when a report file could not be written later.</summary>
+        internal static void CheckReportFile(string? path, string option = "--report")
+        {
+            if (path is null) return;
+            if (Directory.Exists(path)) throw new IOException($"{option} {path} is a folder, not a file");
+            var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+            CheckOutputDir(dir, $"the folder of {option}");
+            if (File.Exists(path) && File.GetAttributes(path).HasFlag(FileAttributes.ReadOnly))
+                throw new IOException($"{option} {path} is read-only");
+        }
+
+        /// <summary>Reduces the batching to what the memory estimate says fits (or refuses); logs what it did.</summary>
+        private static EditOptions PlanMemory(Editor editor, EditOptions edit, int candidates, int width, int height, ILogger log)
+        {
+            var dev = editor.Model.Device;
+            int? decode = edit.MaxDecodeBatch ?? (dev.type == DeviceType.CUDA ? 4 : null);
+            var plan = MemoryEstimate.Plan(candidates, edit.MaxBatch, decode, width, height, editor.Model.DownsampleFactor,
+                editor.Model.DType, MemoryProbe.AvailableBytes(dev), dev.type == DeviceType.CUDA ? dev.ToString() : "the CPU (available RAM)");
+            if (plan.MicroBatched)
+            {
+                log.LogWarning("{Plan}", plan.Explanation);
+                return edit with { MaxBatch = plan.MaxBatch, MaxDecodeBatch = plan.MaxDecodeBatch };
+            }
+            log.LogDebug("memory: {Plan}", plan.Explanation);
+            return edit;
+        }
+
+        /// <summary>Ctrl-C (SIGINT) and SIGTERM cancel the token: the run stops at the next step and writes what it has.</summary>
+        private sealed class Interrupt : IDisposable
+        {
+            private readonly CancellationTokenSource _cts = new();
+            private readonly PosixSignalRegistration? _int, _term;
+
+            public Interrupt()
+            {
+                try
+                {
+                    _int = PosixSignalRegistration.Create(PosixSignal.SIGINT, Handle);
+                    _term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Handle);
+                }
+                catch (PlatformNotSupportedException) { }
+            }
+
+            private void Handle(PosixSignalContext context)
+            {
+                if (_cts.IsCancellationRequested) return;   // a second signal terminates as usual
+                context.Cancel = true;
+                _cts.Cancel();
+            }
+
+            public CancellationToken Token => _cts.Token;
+
+            public void Dispose()
+            {
+                _int?.Dispose();
+                _term?.Dispose();
+                _cts.Dispose();
+            }
+        }
+
+        /// <summary>Exit code of an interrupted run (128 + SIGINT).</summary>
+        public const int InterruptedExitCode = 130;
+
+        /// <summary>Exit code of a dataset run that finished with failed items.</summary>
+        public const int FailedItemsExitCode = 3;
+
         private static int RunSingle(ParseResult p, CliOptions o, Option<string> inputOpt, Option<string> instructionOpt,
                                      TextWriter stdout, TextWriter stderr, ILogger log)
         {
@@ -188,75 +295,174 @@ namespace Elect.Cli
             var instruction = p.GetValue(instructionOpt)!;
             if (string.IsNullOrWhiteSpace(instruction)) throw new ArgumentException("--instruction is empty");
             var (edit, selection, seeds) = Settings(p, o);
-            var image = ImageOps.ImageResize(RgbImage.Load(inputPath), p.GetValue(o.Resolution));
+            var limits = Limits(p, o);
+            var outputDir = p.GetValue(o.OutputDir)!;
+            var reportPath = p.GetValue(o.Report);
+            CheckOutputDir(outputDir);
+            CheckReportFile(reportPath);
+            int resolution = p.GetValue(o.Resolution);
+            var loaded = RgbImage.Load(inputPath);
+            limits.CheckImage(loaded.Width, loaded.Height, resolution, inputPath);
+            var image = ImageOps.ImageResize(loaded, resolution);
             RgbImage? mask = p.GetValue(o.MaskImage) is { } maskPath ? ImageOps.Fit(RgbImage.Load(maskPath), image.Width, image.Height) : null;
             var (device, dtype) = DeviceAndDType(p, o, log);
             using var editor = Editor.Load(ModelPath(p, o), p.GetValue(o.Model)!, device, dtype, log, p.GetValue(o.TokenizerPath));
+            edit = PlanMemory(editor, edit, seeds.Length, image.Width, image.Height, log);
             log.LogInformation("{Mode} {Name} ({W}x{H}), seeds {Seeds}, {Steps} steps", selection is null ? "plain run of" : "ELECT on",
                 inputPath, image.Width, image.Height, string.Join(" ", seeds), edit.InferenceSteps);
             var name = EditOutputs.InputName(inputPath);
-            using var bar = new ProgressBar(stderr);
-            using var result = editor.Edit(image, instruction, seeds, edit, selection, mask, bar);
-            bar.Finish();
-            var files = EditOutputs.Write(p.GetValue(o.OutputDir)!, name, image, result);
-            foreach (var f in files) stdout.WriteLine(f);
-            if (result.BestSeed is { } best)
-                log.LogInformation("BIS at step {Step}: {Scores}; best seed {Seed}; {Nfe} model evaluations instead of {Full} for Best-of-{N}",
-                    result.StoppingStep, string.Join(", ", result.Seeds.Select((s, k) => $"{s}={result.Bis![k]:F5}")), best,
-                    result.ModelEvaluations, result.BestOfNEvaluations, seeds.Length);
-            if (p.GetValue(o.Report) is { } reportPath)
+            using var interrupt = new Interrupt();
+            using var bar = new ProgressBar(stderr, log);
+            EditResult result;
+            try
             {
-                var report = EditOutputs.Report(name, instruction, result, files, editor);
-                report["input_path"] = inputPath;
-                report["memory"] = MemoryProbe.Snapshot(device);
-                EditOutputs.WriteJson(reportPath, report);
+                result = editor.Edit(image, instruction, seeds, edit, selection, mask, bar, interrupt.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                bar.Finish();
+                stderr.WriteLine("elect: interrupted; nothing written");
+                return InterruptedExitCode;
+            }
+            using (result)
+            {
+                bar.Finish();
+                var files = EditOutputs.Write(outputDir, name, image, result);
+                foreach (var f in files) stdout.WriteLine(f);
+                if (result.BestSeed is { } best)
+                    log.LogInformation("BIS at step {Step}: {Scores}; best seed {Seed}; {Nfe} model evaluations instead of {Full} for Best-of-{N}",
+                        result.StoppingStep, string.Join(", ", result.Seeds.Select((s, k) => $"{s}={result.Bis![k]:F5}")), best,
+                        result.ModelEvaluations, result.BestOfNEvaluations, seeds.Length);
+                if (reportPath is not null)
+                {
+                    var report = EditOutputs.Report(name, instruction, result, files, editor);
+                    report["input_path"] = inputPath;
+                    report["memory"] = MemoryProbe.Snapshot(device);
+                    EditOutputs.WriteJson(reportPath, report);
+                }
             }
             return 0;
         }
 
         private static int RunDataset(ParseResult p, CliOptions o, Option<string> dirOpt, Option<bool> noResume, Option<int?> limit,
-                                      TextWriter stderr, ILogger log)
+                                      Option<bool> forceOpt, TextWriter stderr, ILogger log)
         {
-            var (edit, selection, seeds) = Settings(p, o);
             var dir = p.GetValue(dirOpt)!;
+            var outputDir = p.GetValue(o.OutputDir)!;
+            var reportPath = p.GetValue(o.Report);
+            if (p.GetValue(limit) is < 0) throw new ArgumentException($"--limit must be >= 0, got {p.GetValue(limit)}");
             if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"dataset folder not found: {dir}");
-            var (device, dtype) = DeviceAndDType(p, o, log);
-            using var editor = Editor.Load(ModelPath(p, o), p.GetValue(o.Model)!, device, dtype, log, p.GetValue(o.TokenizerPath));
-            var runner = new DatasetRunner(editor, log);
-            using var bar = new ProgressBar(stderr);
-            var summary = runner.Run(new DatasetRunOptions
+            CheckOutputDir(outputDir);
+            CheckReportFile(reportPath);
+            var existing = RunManifest.Read(outputDir);
+            var reused = RunManifest.RandomSeedsOf(existing, p.GetValue(o.NumRandomCandidates));
+            var (edit, selection, seeds) = Settings(p, o, reused);
+            if (reused is not null) log.LogInformation("resuming with the {N} random seeds the earlier run drew: {Seeds}", reused.Length, string.Join(" ", reused));
+            var limits = Limits(p, o);
+            int resolution = p.GetValue(o.Resolution);
+            var oversized = DatasetRunner.PrecheckSizes(dir, resolution, limits);
+            if (oversized.Count > 0)
             {
-                DatasetDir = dir,
-                OutputDir = p.GetValue(o.OutputDir)!,
-                Resolution = p.GetValue(o.Resolution),
-                Seeds = seeds,
-                Edit = edit,
-                Selection = selection,
-                Resume = !p.GetValue(noResume),
-                Limit = p.GetValue(limit),
-            }, bar);
+                if (oversized.Count == EditDataset.Load(dir).Items.Count) throw new ArgumentException(oversized[0].Error);
+                log.LogWarning("{Count} item(s) exceed the size limits and will fail, e.g. {Error}", oversized.Count, oversized[0].Error);
+            }
+            var modelPath = ModelPath(p, o);
+            var family = p.GetValue(o.Model)!;
+            var (device, dtype) = DeviceAndDType(p, o, log);
+            var manifest = RunManifest.Create(family, modelPath, dtype, resolution, edit, edit.TextGuidance ?? Editor.DefaultTextGuidance(family),
+                selection, seeds, p.GetValue(o.NumRandomCandidates));
+            if (existing is null && Directory.EnumerateFiles(outputDir, "*" + DatasetRunner.ItemReportFile("")).Any())
+                log.LogWarning("{Dir} holds item reports but no {Manifest}: their settings cannot be checked", outputDir, RunManifest.FileName);
+            var forced = RunManifest.CheckAndWrite(outputDir, manifest, p.GetValue(forceOpt));
+            if (forced.Count > 0) log.LogWarning("--force: mixing results of other settings ({Diffs})", string.Join("; ", forced));
+            using var editor = Editor.Load(modelPath, family, device, dtype, log, p.GetValue(o.TokenizerPath));
+            var square = ImageOps.ImageResizeSize(resolution, resolution, resolution);
+            edit = PlanMemory(editor, edit, seeds.Length, square.Width, square.Height, log);
+            var runner = new DatasetRunner(editor, log);
+            using var interrupt = new Interrupt();
+            using var bar = new ProgressBar(stderr, log);
+            JsonObject summary;
+            try
+            {
+                summary = runner.Run(new DatasetRunOptions
+                {
+                    DatasetDir = dir,
+                    OutputDir = outputDir,
+                    Resolution = resolution,
+                    Seeds = seeds,
+                    Edit = edit,
+                    Selection = selection,
+                    Resume = !p.GetValue(noResume),
+                    Limit = p.GetValue(limit),
+                    Limits = limits,
+                }, bar, interrupt.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                bar.Finish();
+                stderr.WriteLine($"elect: interrupted; {Path.Combine(outputDir, DatasetRunner.SummaryFile)} lists the items finished so far (rerun to resume)");
+                return InterruptedExitCode;
+            }
             bar.Finish();
-            if (p.GetValue(o.Report) is { } reportPath) EditOutputs.WriteJson(reportPath, summary);
-            log.LogInformation("dataset done: {Done} edited, {Skipped} already done, {Failed} failed",
-                summary["done"]!.GetValue<int>(), summary["skipped_resume"]!.GetValue<int>(), summary["failed"]!.GetValue<int>());
+            if (reportPath is not null) EditOutputs.WriteJson(reportPath, summary);
+            int failed = summary["failed"]!.GetValue<int>();
+            log.LogInformation("dataset done: {Done} edited, {Skipped} already done, {Failed} failed; {Completed} of {Items} items complete",
+                summary["done"]!.GetValue<int>(), summary["skipped_resume"]!.GetValue<int>(), failed,
+                summary["completed"]!.GetValue<int>(), summary["items"]!.GetValue<int>());
+            if (failed > 0)
+            {
+                stderr.WriteLine($"elect: {failed} item(s) failed (see {Path.Combine(outputDir, DatasetRunner.SummaryFile)}); exit code {FailedItemsExitCode}");
+                return FailedItemsExitCode;
+            }
             return 0;
         }
     }
 
-    /// <summary>A one-line progress bar on a terminal's stderr (silent when stderr is redirected).</summary>
-    internal sealed class ProgressBar(TextWriter writer) : IProgress<EditProgress>, IDisposable
+    /// <summary>
+    /// Progress everywhere: on a terminal, a live one-line bar on stderr; otherwise (CI logs, nohup, a pipe) an
+    /// information log line when a phase starts and every ~10% of the steps, with the rate and an ETA. Dataset
+    /// runs prefix the item (i/n).
+    /// </summary>
+    internal sealed class ProgressBar(TextWriter writer, ILogger? log = null) : IProgress<EditProgress>, IProgress<DatasetItemProgress>, IDisposable
     {
-        private readonly bool _enabled = ReferenceEquals(writer, Console.Error) && !Console.IsErrorRedirected;
+        private readonly bool _terminal = ReferenceEquals(writer, Console.Error) && !Console.IsErrorRedirected;
         private readonly Stopwatch _clock = Stopwatch.StartNew();
         private bool _dirty;
+        private string _item = "";
+        private string? _phase;
+        private int _decile = -1;
+
+        public void Report(DatasetItemProgress value)
+        {
+            Finish();
+            _item = $"item {value.Index}/{value.Count} {value.Key}: ";
+        }
 
         public void Report(EditProgress value)
         {
-            if (!_enabled) return;
-            const int width = 30;
-            int filled = value.TotalSteps == 0 ? width : value.Step * width / value.TotalSteps;
-            writer.Write($"\r[{new string('#', filled)}{new string('.', width - filled)}] {value.Step}/{value.TotalSteps} {value.Phase} ({value.ActiveCandidates} active) {_clock.Elapsed.TotalSeconds:F1}s ");
-            _dirty = true;
+            double elapsed = _clock.Elapsed.TotalSeconds;
+            if (_terminal)
+            {
+                const int width = 30;
+                int filled = value.TotalSteps == 0 ? width : value.Step * width / value.TotalSteps;
+                writer.Write($"\r{_item}[{new string('#', filled)}{new string('.', width - filled)}] {value.Step}/{value.TotalSteps} {value.Phase} ({value.ActiveCandidates} active) {elapsed:F1}s ");
+                _dirty = true;
+            }
+            else if (log is not null)
+            {
+                int decile = value.TotalSteps == 0 ? 10 : value.Step * 10 / value.TotalSteps;
+                if (value.Phase != _phase)
+                    log.LogInformation("{Item}{Phase} phase: {Active} candidate(s), steps from {Step} of {Total}", _item, value.Phase, value.ActiveCandidates, value.Step, value.TotalSteps);
+                if (decile != _decile || value.Phase != _phase)
+                {
+                    double rate = elapsed > 0 ? value.Step / elapsed : 0;
+                    double eta = rate > 0 ? (value.TotalSteps - value.Step) / rate : 0;
+                    log.LogInformation("{Item}step {Step}/{Total} ({Phase}, {Active} active): {Rate:F2} steps/s, {Elapsed:F1} s elapsed, ETA {Eta:F1} s",
+                        _item, value.Step, value.TotalSteps, value.Phase, value.ActiveCandidates, rate, elapsed, eta);
+                }
+                _decile = decile;
+                _phase = value.Phase;
+            }
             if (value.Step == value.TotalSteps) Finish();
         }
 
@@ -264,6 +470,8 @@ namespace Elect.Cli
         {
             if (_dirty) writer.WriteLine();
             _dirty = false;
+            _phase = null;
+            _decile = -1;
             _clock.Restart();
         }
 

@@ -47,7 +47,7 @@ public static class EditOutputs
         {
             var rgb = RgbImage.FromTensor(image);
             Save(OutputFile(name, seed), rgb.SavePng);
-            if (result.BestSeed == seed && result.Images.Count == result.Seeds.Count)
+            if (result.BestSeed == seed && result.AllSeedsKept)
                 Save(BestFile(name, seed), rgb.SavePng);
         }
         if (result.RelevanceMap is not null)
@@ -100,7 +100,7 @@ public static class EditOutputs
         return o;
     }
 
-    public static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true };
+    public static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>Writes JSON atomically (temp file + rename).</summary>
     public static void WriteJson(string path, JsonNode node)

@@ -45,6 +45,10 @@ public sealed class Editor : IDisposable
         return File.Exists(converted) ? converted : ckpt;
     }
 
+    /// <summary>The reference's default text guidance of a family (7.0 UltraEdit, 7.5 the SD 1.x families), without loading it.</summary>
+    public static float DefaultTextGuidance(string family) =>
+        family.Trim().Equals("ultraedit", StringComparison.OrdinalIgnoreCase) ? 7.0f : 7.5f;
+
     private readonly ILogger _log;
 
     public EditingModel Model { get; }

@@ -190,7 +190,7 @@ public sealed class CliTests : IDisposable
         string[] args = ["run-dataset", "--dataset-dir", ds, .. Common("--resolution", "128", "--inference-steps", "3", "--select-one-seed",
                          "--candidate-seeds", "1", "2", "--stopping-step", "2", "--last-step-for-mask-extraction", "1")];
         var (code, _, err) = Cli(args);
-        Assert.True(code == 0, err);
+        Assert.True(code == ElectCli.FailedItemsExitCode, err);   // finished, with failed items
         var outDir = Path.Combine(_tmp, "out");
         var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "summary.json")))!;
         Assert.Equal(2, summary["done"]!.GetValue<int>());
@@ -202,9 +202,11 @@ public sealed class CliTests : IDisposable
         Assert.Single(Directory.GetFiles(outDir, "mushroom_output_*.png"));
 
         var (code2, _, err2) = Cli(args);
-        Assert.True(code2 == 0, err2);
+        Assert.True(code2 == ElectCli.FailedItemsExitCode, err2);
         var again = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "summary.json")))!;
         Assert.Equal(0, again["done"]!.GetValue<int>());
         Assert.Equal(2, again["skipped_resume"]!.GetValue<int>());
+        Assert.Equal(2, again["completed"]!.GetValue<int>());
+        Assert.Equal(2, again["results"]!.AsArray().Count);
     }
 }

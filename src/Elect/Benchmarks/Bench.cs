@@ -58,7 +58,12 @@ public static class Bench
     /// <summary>The modes run when none are named.</summary>
     public static readonly IReadOnlyList<string> DefaultModes = ["plain", "elect", "best-of-n"];
 
-    public static JsonObject Run(BenchOptions o, ILogger? logger = null)
+    /// <summary>
+    /// Runs the benchmark. <paramref name="onModeDone"/> receives the document after each mode (<c>complete: false</c>
+    /// until the last), so a caller can write every figure as soon as it exists: a crash or a time limit
+    /// loses only the mode in progress.
+    /// </summary>
+    public static JsonObject Run(BenchOptions o, ILogger? logger = null, Action<JsonObject>? onModeDone = null)
     {
         var log = logger ?? NullLogger.Instance;
         foreach (var m in o.Modes)
@@ -76,10 +81,27 @@ public static class Bench
         log.LogInformation("bench model {Family} ({Source}) ready in {Seconds:F1} s", o.Family, o.ModelPath ?? "random weights", build.Elapsed.TotalSeconds);
         var image = SampleImage.Create(o.Resolution, o.Resolution);
         var engine = new ElectEngine(model, log);
-        var edit = new EditOptions { InferenceSteps = o.Steps, MaxBatch = o.MaxBatch };
+        var edit = new EditOptions { InferenceSteps = o.Steps, MaxBatch = o.MaxBatch, CheckFinite = false };   // random weights: numbers are meaningless
         var seeds = Enumerable.Range(1, o.Candidates).Select(i => (long)i).ToArray();
 
         var modes = new JsonObject();
+        var document = new JsonObject
+        {
+            ["device"] = DeviceName(o.Device),
+            ["dtype"] = o.DType.ToString(),
+            ["family"] = o.Family,
+            ["weights"] = o.ModelPath ?? $"random ({o.Size})",
+            ["denoiser_parameters"] = DenoiserParameters(model),
+            ["resolution"] = o.Resolution,
+            ["steps"] = o.Steps,
+            ["candidates"] = o.Candidates,
+            ["stopping_step"] = o.StoppingStep,
+            ["max_batch"] = o.MaxBatch,
+            ["date_utc"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm"),
+            ["modes"] = modes,
+            ["excluded"] = "text encoding",
+            ["complete"] = false,
+        };
         foreach (var mode in o.Modes)
         {
             var (modeSeeds, modeSelection) = mode switch
@@ -132,23 +154,11 @@ public static class Bench
             };
             entry["memory"] = MemoryProbe.Trend(memory);   // after every run, warm-ups included: max is the peak, growth shows leaks
             modes[mode] = entry;
+            if (mode != o.Modes[^1]) onModeDone?.Invoke(document);
         }
-        return new JsonObject
-        {
-            ["device"] = DeviceName(o.Device),
-            ["dtype"] = o.DType.ToString(),
-            ["family"] = o.Family,
-            ["weights"] = o.ModelPath ?? $"random ({o.Size})",
-            ["denoiser_parameters"] = DenoiserParameters(model),
-            ["resolution"] = o.Resolution,
-            ["steps"] = o.Steps,
-            ["candidates"] = o.Candidates,
-            ["stopping_step"] = o.StoppingStep,
-            ["max_batch"] = o.MaxBatch,
-            ["date_utc"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm"),
-            ["modes"] = modes,
-            ["excluded"] = "text encoding",
-        };
+        document["complete"] = true;
+        onModeDone?.Invoke(document);
+        return document;
     }
 
     private static EditCondition Prepare(EditingModel model, RgbImage image, BenchOptions o)

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using Elect.Editing;
 using Elect.Imaging;
@@ -24,14 +25,20 @@ public sealed record DatasetRunOptions
 
     /// <summary>Stop after this many items (null: all).</summary>
     public int? Limit { get; init; }
+
+    /// <summary>Size limits each item's image is checked against before editing (null: none).</summary>
+    public ResourceLimits? Limits { get; init; }
 }
+
+/// <summary>A dataset item starts: item <c>Index</c> (1-based) of <c>Count</c>.</summary>
+public readonly record struct DatasetItemProgress(int Index, int Count, string Key);
 
 /// <summary>
 /// Runs an editor over a dataset: one item at a time, each written as it finishes together with a
 /// per-item report (<c>{key}_report.json</c>, written last, which is what resume looks for). A bad
 /// item (unreadable image, empty instruction, malformed entry) is logged and skipped; the others go
-/// on. Writes <c>summary.json</c> with per-item results, totals and the memory readings after each
-/// item with their course over the run (<see cref="MemoryProbe.Trend"/>).
+/// on. Writes <c>summary.json</c>, rebuilt from every item report in the output folder, with per-item
+/// results, totals and the memory readings of each item with their course (<see cref="MemoryProbe.Trend"/>).
 /// </summary>
 public sealed class DatasetRunner
 {
@@ -46,78 +53,165 @@ public sealed class DatasetRunner
 
     public static string ItemReportFile(string key) => $"{key}_report.json";
 
+    /// <summary>
+    /// Checks every item's image size (read from the file header, not decoded) against <paramref name="limits"/>
+    /// before any model work; returns the items that break them with the reason. Unreadable headers are left
+    /// to the run (which reports them per item).
+    /// </summary>
+    public static IReadOnlyList<(string Key, string Error)> PrecheckSizes(string datasetDir, int resolution, ResourceLimits limits)
+    {
+        var (items, _, _) = EditDataset.Load(datasetDir);
+        var over = new List<(string, string)>();
+        foreach (var item in items)
+        {
+            try
+            {
+                using var stream = File.OpenRead(item.ImagePath);
+                var info = StbImageSharp.ImageInfo.FromStream(stream);
+                if (info is not { } i || i.Width < 1 || i.Height < 1) continue;
+                limits.CheckImage(i.Width, i.Height, resolution, item.ImagePath);
+            }
+            catch (ArgumentException e) { over.Add((item.Key, e.Message)); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException) { }
+        }
+        return over;
+    }
+
+    /// <summary>The dataset summary's file name in the output folder.</summary>
+    public const string SummaryFile = "summary.json";
+
+    /// <summary>
+    /// Runs the dataset. <c>summary.json</c> is rebuilt from every item report on disk (this run's and earlier
+    /// runs'), so it is complete after any interruption or rerun; it is written when the run ends, however it
+    /// ends (cancellation and fatal errors included, with <c>interrupted: true</c>).
+    /// </summary>
     public JsonObject Run(DatasetRunOptions o, IProgress<EditProgress>? progress = null, CancellationToken cancel = default)
     {
         var (items, bad, format) = EditDataset.Load(o.DatasetDir);
+        if (o.Limit is < 0) throw new ArgumentOutOfRangeException(nameof(o.Limit), $"--limit must be >= 0, got {o.Limit}");
         Directory.CreateDirectory(o.OutputDir);
         _log.LogInformation("{Format} dataset {Dir}: {Count} items, {Bad} malformed", format, o.DatasetDir, items.Count, bad.Count);
-        var results = new JsonArray();
-        var failures = new JsonArray();
-        var memory = new List<JsonObject>();
+        var failures = new List<JsonObject>();
         foreach (var b in bad)
         {
             _log.LogError("skipping item {Key}: {Error}", b.Key, b.Error);
             failures.Add(new JsonObject { ["key"] = b.Key, ["error"] = b.Error });
         }
         int done = 0, skipped = 0, processed = 0;
-        long nfe = 0, nfeBestOfN = 0;
         var total = Stopwatch.StartNew();
-        foreach (var item in items)
+        bool finished = false;
+        JsonObject? summary = null;
+        var itemProgress = progress as IProgress<DatasetItemProgress>;
+        try
         {
-            cancel.ThrowIfCancellationRequested();
-            if (o.Limit is { } limit && processed >= limit) break;
-            var reportPath = Path.Combine(o.OutputDir, ItemReportFile(item.Key));
-            if (o.Resume && File.Exists(reportPath))
+            for (int index = 0; index < items.Count; index++)
             {
-                skipped++;
-                _log.LogInformation("item {Key}: already done, skipped (resume)", item.Key);
-                continue;
+                var item = items[index];
+                cancel.ThrowIfCancellationRequested();
+                if (o.Limit is { } limit && processed >= limit) break;
+                var reportPath = Path.Combine(o.OutputDir, ItemReportFile(item.Key));
+                if (o.Resume && File.Exists(reportPath))
+                {
+                    skipped++;
+                    _log.LogInformation("item {Index}/{Count} {Key}: already done, skipped (resume)", index + 1, items.Count, item.Key);
+                    continue;
+                }
+                processed++;
+                itemProgress?.Report(new DatasetItemProgress(index + 1, items.Count, item.Key));
+                _log.LogInformation("item {Index}/{Count} {Key}: editing", index + 1, items.Count, item.Key);
+                try
+                {
+                    if (string.IsNullOrWhiteSpace(item.Instruction))
+                        throw new ArgumentException("empty editing instruction");
+                    var loaded = RgbImage.Load(item.ImagePath);
+                    o.Limits?.CheckImage(loaded.Width, loaded.Height, o.Resolution, item.ImagePath);
+                    var image = ImageOps.ImageResize(loaded, o.Resolution);
+                    using var result = _editor.Edit(image, item.Instruction, o.Seeds, o.Edit, o.Selection, null, progress, cancel);
+                    var files = EditOutputs.Write(o.OutputDir, item.Key, image, result);
+                    var report = EditOutputs.Report(item.Key, item.Instruction, result, files, _editor);
+                    report["image_path"] = item.ImagePath;
+                    report["memory"] = MemoryProbe.Snapshot(_editor.Model.Device);
+                    EditOutputs.WriteJson(reportPath, report);
+                    done++;
+                    _log.LogInformation("item {Index}/{Count} {Key}: done{Best} in {Seconds:F2} s", index + 1, items.Count, item.Key,
+                        result.BestSeed is { } b ? $" (best seed {b})" : "", result.Times.Total);
+                }
+                catch (Exception e) when (e is not OperationCanceledException && !IsFatal(e))
+                {
+                    _log.LogError("skipping item {Key}: {Error}", item.Key, e.Message);
+                    failures.Add(new JsonObject { ["key"] = item.Key, ["error"] = e.Message });
+                }
             }
-            processed++;
-            try
+            finished = true;
+        }
+        finally
+        {
+            summary = Summary(o, items, bad.Count, format, failures, done, skipped, total.Elapsed.TotalSeconds, !finished);
+            try { EditOutputs.WriteJson(Path.Combine(o.OutputDir, SummaryFile), summary); }
+            catch (Exception e) when (!finished && e is IOException or UnauthorizedAccessException)
             {
-                if (string.IsNullOrWhiteSpace(item.Instruction))
-                    throw new ArgumentException("empty editing instruction");
-                var image = ImageOps.ImageResize(RgbImage.Load(item.ImagePath), o.Resolution);
-                using var result = _editor.Edit(image, item.Instruction, o.Seeds, o.Edit, o.Selection, null, progress, cancel);
-                var files = EditOutputs.Write(o.OutputDir, item.Key, image, result);
-                var report = EditOutputs.Report(item.Key, item.Instruction, result, files, _editor);
-                report["image_path"] = item.ImagePath;
-                var snapshot = MemoryProbe.Snapshot(_editor.Model.Device);
-                memory.Add(snapshot);
-                report["memory"] = snapshot.DeepClone();
-                EditOutputs.WriteJson(reportPath, report);
-                results.Add(report.DeepClone());
-                nfe += result.ModelEvaluations;
-                nfeBestOfN += result.BestOfNEvaluations;
-                done++;
-                _log.LogInformation("item {Key}: done{Best} in {Seconds:F2} s", item.Key,
-                    result.BestSeed is { } b ? $" (best seed {b})" : "", result.Times.Total);
-            }
-            catch (Exception e) when (e is not OperationCanceledException && !IsFatal(e))
-            {
-                _log.LogError("skipping item {Key}: {Error}", item.Key, e.Message);
-                failures.Add(new JsonObject { ["key"] = item.Key, ["error"] = e.Message });
+                _log.LogError("could not write {File}: {Error}", SummaryFile, e.Message);
             }
         }
-        var summary = new JsonObject
+        return summary;
+    }
+
+    /// <summary>
+    /// The summary of the output folder: every item of the dataset that has a report on disk (in dataset
+    /// order, whichever run wrote it) with totals over them, plus this run's failures and counters.
+    /// </summary>
+    private JsonObject Summary(DatasetRunOptions o, IReadOnlyList<DatasetItem> items, int malformed, string format,
+                               List<JsonObject> failures, int done, int skipped, double seconds, bool interrupted)
+    {
+        var results = new JsonArray();
+        var memory = new List<JsonObject>();
+        long nfe = 0, nfeBestOfN = 0;
+        var failedKeys = failures.Select(f => f["key"]!.GetValue<string>()).ToHashSet(StringComparer.Ordinal);
+        int pending = 0;
+        foreach (var item in items)
+        {
+            var path = Path.Combine(o.OutputDir, ItemReportFile(item.Key));
+            JsonObject? report = null;
+            if (File.Exists(path))
+            {
+                try { report = JsonNode.Parse(File.ReadAllText(path)) as JsonObject; }
+                catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException)
+                {
+                    _log.LogWarning("item {Key}: unreadable report {Path} ({Error}); not counted", item.Key, path, e.Message);
+                }
+            }
+            if (report is null)
+            {
+                if (!failedKeys.Contains(item.Key)) pending++;
+                continue;
+            }
+            nfe += Long(report["nfe"]);
+            nfeBestOfN += Long(report["nfe_best_of_n"]);
+            if (report["memory"] is JsonObject m) memory.Add(m);
+            results.Add(report);
+        }
+        return new JsonObject
         {
             ["dataset"] = o.DatasetDir,
             ["format"] = format,
-            ["items"] = items.Count + bad.Count,
+            ["items"] = items.Count + malformed,
+            ["completed"] = results.Count,
             ["done"] = done,
             ["skipped_resume"] = skipped,
             ["failed"] = failures.Count,
+            ["pending"] = pending,
+            ["interrupted"] = interrupted,
             ["nfe"] = nfe,
             ["nfe_best_of_n"] = nfeBestOfN,
-            ["seconds"] = Math.Round(total.Elapsed.TotalSeconds, 3),
+            ["seconds"] = Math.Round(seconds, 3),
             ["memory"] = MemoryProbe.Trend(memory),
             ["results"] = results,
-            ["failures"] = failures,
+            ["failures"] = new JsonArray(failures.Select(f => (JsonNode)f).ToArray()),
         };
-        EditOutputs.WriteJson(Path.Combine(o.OutputDir, "summary.json"), summary);
-        return summary;
     }
+
+    private static long Long(JsonNode? node) =>
+        node is JsonValue v && v.TryGetValue<long>(out var x) ? x : 0;
 
     private static bool IsFatal(Exception e) => e is OutOfMemoryException or StackOverflowException or AccessViolationException;
 }

@@ -47,13 +47,11 @@ public static class EditDataset
                 try
                 {
                     if (p.Value.ValueKind != JsonValueKind.Object) throw new InvalidDataException("entry is not an object");
-                    string image = p.Value.TryGetProperty("image_path", out var ip) && ip.ValueKind == JsonValueKind.String
-                        ? ip.GetString()! : throw new InvalidDataException("missing image_path");
-                    string instruction = p.Value.TryGetProperty("editing_instruction", out var ins) && ins.ValueKind == JsonValueKind.String
-                        ? ins.GetString()! : throw new InvalidDataException("missing editing_instruction");
+                    string image = StringField(p.Value, "image_path");
+                    if (image.Length == 0) throw new InvalidDataException("image_path is empty");
+                    string instruction = StringField(p.Value, "editing_instruction");
                     int[]? rle = null;
-                    if (p.Value.TryGetProperty("mask", out var m) && m.ValueKind == JsonValueKind.Array)
-                        rle = m.EnumerateArray().Select(x => x.GetInt32()).ToArray();
+                    if (p.Value.TryGetProperty("mask", out var m)) rle = MaskField(m);
                     if (!IsSafeKey(p.Name)) throw new InvalidDataException("key is not usable as a file name");
                     var path = Path.IsPathRooted(image) ? image : Path.Combine(imageRoot, image);
                     items.Add(new DatasetItem(p.Name, path, instruction, rle));
@@ -66,6 +64,46 @@ public static class EditDataset
             return (items, bad, format);
         }
     }
+
+    private static string StringField(JsonElement entry, string name)
+    {
+        if (!entry.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) throw new InvalidDataException($"missing {name}");
+        if (v.ValueKind != JsonValueKind.String)
+            throw new InvalidDataException($"{name} must be a string, got {Kind(v)} {Clip(v.GetRawText())}");
+        return v.GetString()!;
+    }
+
+    /// <summary>PIE-Bench's RLE mask: (start, length) pairs of non-negative integers.</summary>
+    private static int[]? MaskField(JsonElement m)
+    {
+        if (m.ValueKind == JsonValueKind.Null) return null;
+        if (m.ValueKind != JsonValueKind.Array)
+            throw new InvalidDataException($"mask must be an array of (start, length) integer pairs, got {Kind(m)} {Clip(m.GetRawText())}");
+        var values = new List<int>();
+        int index = 0;
+        foreach (var x in m.EnumerateArray())
+        {
+            if (x.ValueKind != JsonValueKind.Number || !x.TryGetInt32(out var v) || v < 0)
+                throw new InvalidDataException($"mask value {index} must be a non-negative integer, got {Clip(x.GetRawText())}");
+            values.Add(v);
+            index++;
+        }
+        if (values.Count % 2 != 0)
+            throw new InvalidDataException($"mask has an odd number of values ({values.Count}); expected (start, length) pairs");
+        return values.ToArray();
+    }
+
+    private static string Kind(JsonElement v) => v.ValueKind switch
+    {
+        JsonValueKind.Number => "a number",
+        JsonValueKind.String => "a string",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.Object => "an object",
+        _ => v.ValueKind.ToString().ToLowerInvariant(),
+    };
+
+    private static string Clip(string raw) => raw.Length <= 40 ? raw : raw[..37] + "...";
 
     private static bool IsSafeKey(string key) =>
         key.Length > 0 && key != "." && key != ".." && key.IndexOfAny(['/', '\\', '\0']) < 0;

@@ -1,4 +1,5 @@
 using Elect.Imaging;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Elect.Editing;
@@ -147,10 +148,16 @@ public abstract class EditingModel : IDisposable
         third + gText * (text - image) + gImage * (image - third);
 
     /// <summary>
-    /// Finished decoded images [n,3,H,W] in [-1,1] to values in [0,1] whose 8-bit rounding is the reference's
-    /// output. Default: diffusers' <c>clamp(x / 2 + 0.5, 0, 1)</c> (rounded to 8 bits later).
+    /// Finished decoded images in [-1,1] to values in [0,1] whose 8-bit rounding is the reference's output, element
+    /// by element (any layout). Default: diffusers' <c>clamp(x / 2 + 0.5, 0, 1)</c> (rounded to 8 bits later).
     /// </summary>
     public virtual Tensor ToUnitImages(Tensor decoded) => (decoded / 2 + 0.5).clamp(0, 1);
+
+    /// <summary>
+    /// <see cref="DecodeLatents"/> computed in float32 whatever the model dtype: the fallback when a half-precision
+    /// decode overflows. The default is <see cref="DecodeLatents"/>.
+    /// </summary>
+    public virtual Tensor DecodeLatentsInFloat32(Tensor latents) => DecodeLatents(latents);
 
     protected abstract void Dispose(bool disposing);
 
@@ -193,9 +200,29 @@ public abstract class VaeEditingModel : EditingModel
         return image.to(ScalarType.Float32);
     }
 
+    /// <summary>Latents (model space) to the VAE decoder's input: <c>latents / scaling_factor</c> by default.</summary>
+    protected virtual Tensor ScaleForDecode(Tensor latents) => latents / Vae.ScalingFactor;
+
     public override Tensor DecodeLatents(Tensor latents)
     {
-        using var scaled = (latents / Vae.ScalingFactor).to(DType);
+        using var scaled = ScaleForDecode(latents).to(DType);
         return DecodeRaw(scaled);
+    }
+
+    /// <summary>Converts the VAE to float32 for this one decode and back (lossless for fp16/bf16 weights).</summary>
+    public override Tensor DecodeLatentsInFloat32(Tensor latents)
+    {
+        if (DType == ScalarType.Float32) return DecodeLatents(latents);
+        Vae.to(ScalarType.Float32);
+        try
+        {
+            using var latents32 = latents.to(ScalarType.Float32);
+            using var scaled = ScaleForDecode(latents32);
+            return DecodeRaw(scaled);
+        }
+        finally
+        {
+            Vae.to(DType);
+        }
     }
 }

@@ -15,6 +15,9 @@ public sealed record PhaseTimes(double Prepare, double Candidates, double Select
     public double Total => Prepare + Candidates + Selection + Finish + Decode;
 }
 
+/// <summary>NaN or Inf in an edit's numbers (model output, Tweedie estimate, BIS or final image).</summary>
+public sealed class NonFiniteException(string message) : InvalidOperationException(message);
+
 /// <summary>The outcome of one edit: plain (no selection) or ELECT.</summary>
 public sealed class EditResult : IDisposable
 {
@@ -35,6 +38,9 @@ public sealed class EditResult : IDisposable
 
     public required int Steps { get; init; }
     public int? StoppingStep { get; init; }
+
+    /// <summary>Every candidate was finished (plain runs, or ELECT with <see cref="SelectionOptions.KeepAllSeeds"/>).</summary>
+    public bool AllSeedsKept { get; init; }
 
     /// <summary>Model evaluations spent (one evaluation = one candidate at one step, all three guidance branches).</summary>
     public required long ModelEvaluations { get; init; }
@@ -158,6 +164,8 @@ public sealed class ElectEngine
                     using var decoded = DecodeBatched(z0);
                     using var scores = ElectMath.Bis(condition.DecodedInput, decoded, relevance!);
                     bis = scores.to(ScalarType.Float64).cpu().data<double>().ToArray();   // the one host sync
+                    if (options.CheckFinite && bis.Any(b => !double.IsFinite(b)))   // NaN/Inf anywhere upstream (model output, Tweedie, decode) reaches the BIS
+                        bis = RecoverBis(condition, z0, relevance!, bis, seeds, i + 1);
                     int winner = 0;
                     for (int k = 1; k < bis.Length; k++) if (bis[k] < bis[winner]) winner = k;
                     best = seeds[winner];
@@ -180,8 +188,8 @@ public sealed class ElectEngine
             tFinish = sw.Elapsed.TotalSeconds - tCandidates - tSelection;
 
             var images = new Dictionary<long, Tensor>();
-            using (var decoded = DecodeBatched(latents))
-            using (var unit = _model.ToUnitImages(decoded).permute(0, 2, 3, 1).to(ScalarType.Float32).cpu())
+            var unit = FinalImages(latents, active.Select(k => seeds[k]).ToArray(), T, options.CheckFinite);
+            using (unit)
             {
                 for (int k = 0; k < active.Count; k++)
                     images[seeds[active[k]]] = unit[k].clone().DetachFromDisposeScope();
@@ -196,6 +204,7 @@ public sealed class ElectEngine
                 RelevanceMap = relevance?.to(ScalarType.Float32).cpu().DetachFromDisposeScope(),
                 Steps = T,
                 StoppingStep = selection?.StoppingStep,
+                AllSeedsKept = selection is null || selection.KeepAllSeeds,
                 ModelEvaluations = evaluations,
                 Times = new PhaseTimes(prepareTime.TotalSeconds, tCandidates, tSelection, tFinish, tDecode),
             };
@@ -207,6 +216,73 @@ public sealed class ElectEngine
             relevance?.Dispose();
             foreach (var g in generators) g.Dispose();
         }
+    }
+
+    /// <summary>
+    /// The final images [n,H,W,3] in [0,1] on the CPU, checked for NaN/Inf on the host after the copy that
+    /// happens anyway (no extra device synchronisation). In half precision a non-finite decode of finite
+    /// latents is retried in float32; anything else is a <see cref="NonFiniteException"/>.
+    /// </summary>
+    private Tensor FinalImages(Tensor latents, long[] seeds, int steps, bool check)
+    {
+        using var scope = NewDisposeScope();
+        var decoded = DecodeBatched(latents);
+        var host = decoded.permute(0, 2, 3, 1).to(ScalarType.Float32).cpu();
+        var bad = check ? NonFiniteRows(host) : [];
+        if (bad.Length > 0)
+        {
+            var latentsBad = NonFiniteRows(latents);
+            if (latentsBad.Length > 0)
+                throw new NonFiniteException($"NaN/Inf in the final latents of seed(s) {Seeds(seeds, latentsBad)} after step {steps}: the model output or the sampler step " +
+                                             $"overflowed ({Cause()})");
+            if (_model.DType == ScalarType.Float32)
+                throw new NonFiniteException($"NaN/Inf in the decoded final image of seed(s) {Seeds(seeds, bad)} (the VAE decode overflowed)");
+            using var retried = _model.DecodeLatentsInFloat32(latents);
+            host = retried.permute(0, 2, 3, 1).to(ScalarType.Float32).cpu();
+            if (NonFiniteRows(host).Length > 0)
+                throw new NonFiniteException($"NaN/Inf in the decoded final image of seed(s) {Seeds(seeds, bad)}, also when decoded in float32");
+            _log.LogWarning("the {DType} decode of the final image of seed(s) {Seeds} overflowed to NaN/Inf; decoded in float32 instead", _model.DType, Seeds(seeds, bad));
+        }
+        return _model.ToUnitImages(host).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The failure path of the stopping step: some BIS is not finite. Finds where the NaN/Inf comes from; a
+    /// half-precision decode of finite estimates is retried in float32 (and the new BIS used if finite).
+    /// </summary>
+    private double[] RecoverBis(EditCondition condition, Tensor z0, Tensor relevance, double[] bis, IReadOnlyList<long> seeds, int step)
+    {
+        var badBis = Enumerable.Range(0, bis.Length).Where(k => !double.IsFinite(bis[k])).ToArray();
+        var badZ0 = NonFiniteRows(z0);
+        string where = $"at the stopping step {step}: BIS of seed(s) {Seeds(seeds, badBis)} is {(badBis.Any(k => double.IsNaN(bis[k])) ? "NaN" : "infinite")}";
+        if (badZ0.Length > 0)
+            throw new NonFiniteException($"NaN/Inf {where}; the model output / Tweedie estimate of seed(s) {Seeds(seeds, badZ0)} is not finite ({Cause()})");
+        using (var finiteMap = relevance.isfinite().all())
+            if (!finiteMap.item<bool>())
+                throw new NonFiniteException($"NaN/Inf {where}; the relevance map is not finite (the model's text and image predictions overflowed; {Cause()})");
+        if (_model.DType == ScalarType.Float32)
+            throw new NonFiniteException($"NaN/Inf {where}; the VAE decode of the Tweedie estimates overflowed");
+        using var decoded = _model.DecodeLatentsInFloat32(z0);
+        using var scores = ElectMath.Bis(condition.DecodedInput, decoded, relevance);
+        var retried = scores.to(ScalarType.Float64).cpu().data<double>().ToArray();
+        if (retried.Any(b => !double.IsFinite(b)))
+            throw new NonFiniteException($"NaN/Inf {where}, also with the estimates decoded in float32");
+        _log.LogWarning("{DType} decode of the Tweedie estimates overflowed to NaN/Inf at step {Step}; decoded them in float32 instead", _model.DType, step);
+        return retried;
+    }
+
+    private string Cause() => _model.DType == ScalarType.Float32
+        ? "guidance too large for the input?"
+        : $"{_model.DType} overflow: try --dtype fp32, or smaller guidance";
+
+    private static string Seeds(IReadOnlyList<long> seeds, int[] rows) => string.Join(", ", rows.Select(k => seeds[k]));
+
+    /// <summary>Indices of the rows (dim 0) that hold a NaN or Inf.</summary>
+    private static int[] NonFiniteRows(Tensor t)
+    {
+        using var scope = NewDisposeScope();
+        var finite = t.isfinite().reshape(t.shape[0], -1).all(1).cpu().data<bool>().ToArray();
+        return Enumerable.Range(0, finite.Length).Where(k => !finite[k]).ToArray();
     }
 
     /// <summary>

@@ -18,14 +18,23 @@ public sealed record EditOptions
     /// <summary>Images per VAE decode call (null: 4 on CUDA, all on CPU; halved on out-of-memory).</summary>
     public int? MaxDecodeBatch { get; init; }
 
+    /// <summary>
+    /// Fail with <see cref="NonFiniteException"/> on NaN/Inf in the BIS or the final images (default). The bench turns it
+    /// off: random weights give meaningless numbers, and only the timing matters there.
+    /// </summary>
+    public bool CheckFinite { get; init; } = true;
+
+    /// <summary>Largest accepted guidance scale: beyond it the guided prediction overflows into Inf/NaN.</summary>
+    public const float MaxGuidance = 1000f;
+
     public void Validate()
     {
         if (InferenceSteps < 1 || InferenceSteps > 1000)
             throw new ArgumentOutOfRangeException(nameof(InferenceSteps), $"--inference-steps must be between 1 and 1000, got {InferenceSteps}");
-        if (TextGuidance is { } t && (float.IsNaN(t) || t < 0))
-            throw new ArgumentOutOfRangeException(nameof(TextGuidance), $"--text-cfg-scale must be >= 0, got {t}");
-        if (float.IsNaN(ImageGuidance) || ImageGuidance < 0)
-            throw new ArgumentOutOfRangeException(nameof(ImageGuidance), $"--image-cfg-scale must be >= 0, got {ImageGuidance}");
+        if (TextGuidance is { } t && !(float.IsFinite(t) && t >= 0 && t <= MaxGuidance))
+            throw new ArgumentOutOfRangeException(nameof(TextGuidance), $"--text-cfg-scale must be a finite number between 0 and {MaxGuidance}, got {t}");
+        if (!(float.IsFinite(ImageGuidance) && ImageGuidance >= 0 && ImageGuidance <= MaxGuidance))
+            throw new ArgumentOutOfRangeException(nameof(ImageGuidance), $"--image-cfg-scale must be a finite number between 0 and {MaxGuidance}, got {ImageGuidance}");
         if (MaxBatch is < 1) throw new ArgumentOutOfRangeException(nameof(MaxBatch), "--max-batch must be at least 1");
         if (MaxDecodeBatch is < 1) throw new ArgumentOutOfRangeException(nameof(MaxDecodeBatch), "--max-decode-batch must be at least 1");
     }

@@ -60,6 +60,37 @@ public static class MemoryProbe
     private static double? Number(JsonNode? node) =>
         node is JsonValue v && v.GetValueKind() == JsonValueKind.Number ? double.Parse(v.ToJsonString(), CultureInfo.InvariantCulture) : null;
 
+    /// <summary>
+    /// Memory free for a new allocation on <paramref name="device"/>: on CUDA the device's free memory as NVML
+    /// reports it (memory the caching allocator holds counts as used); on the CPU the kernel's MemAvailable,
+    /// capped by the cgroup's memory limit when one is set. Null when it cannot be read.
+    /// </summary>
+    public static long? AvailableBytes(Device device)
+    {
+        if (device.type == DeviceType.CUDA)
+            return Nvml.TryMemory(device.index < 0 ? 0 : device.index, out var info) ? (long)info.Free : null;
+        long? available = null;
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/meminfo"))
+                if (line.StartsWith("MemAvailable:", StringComparison.Ordinal))
+                {
+                    var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                    if (parts.Length >= 2 && long.TryParse(parts[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out var kib))
+                        available = kib * 1024;
+                    break;
+                }
+            var max = "/sys/fs/cgroup/memory.max";
+            var current = "/sys/fs/cgroup/memory.current";
+            if (File.Exists(max) && File.Exists(current)
+                && long.TryParse(File.ReadAllText(max).Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var limit)
+                && long.TryParse(File.ReadAllText(current).Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var used))
+                available = Math.Min(available ?? long.MaxValue, Math.Max(0, limit - used));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        return available;
+    }
+
     /// <summary>The GPU's name via NVML, or null.</summary>
     public static string? GpuName(int index) => Nvml.TryName(index, out var name) ? name : null;
 
@@ -87,7 +118,7 @@ public static class MemoryProbe
         }
 
         [StructLayout(LayoutKind.Sequential)]
-        private struct MemoryInfo { public ulong Total, Free, Used; }
+        public struct MemoryInfo { public ulong Total, Free, Used; }
 
         [DllImport("libnvidia-ml.so.1", EntryPoint = "nvmlInit_v2")]
         private static extern int Init();
@@ -103,13 +134,19 @@ public static class MemoryProbe
         public static bool TryUsedBytes(int index, out long used, out long total)
         {
             used = total = 0;
+            if (!TryMemory(index, out var info)) return false;
+            used = (long)info.Used;
+            total = (long)info.Total;
+            return true;
+        }
+
+        public static bool TryMemory(int index, out MemoryInfo info)
+        {
+            info = default;
             try
             {
                 _ok ??= Init() == 0;
-                if (_ok != true || GetHandle((uint)index, out var h) != 0 || GetMemoryInfo(h, out var info) != 0) return false;
-                used = (long)info.Used;
-                total = (long)info.Total;
-                return true;
+                return _ok == true && GetHandle((uint)index, out var h) == 0 && GetMemoryInfo(h, out info) == 0;
             }
             catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
             {

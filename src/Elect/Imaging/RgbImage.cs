@@ -100,11 +100,13 @@ public sealed class RgbImage
 
     private static string Describe(string reason)
     {
-        var r = reason.Replace('\n', ' ').Trim();
+        // stb's reason can be a buffer of NULs or other unprintable bytes: keep printable ASCII only
+        var printable = new string(reason.Select(ch => ch >= ' ' && ch <= '~' ? ch : ' ').ToArray());
+        var r = string.Join(' ', printable.Split(' ', StringSplitOptions.RemoveEmptyEntries));
         return r switch
         {
             "unknown image type" => "unknown or unsupported image format (unknown image type)",
-            "" => "corrupt or unsupported image data",
+            "" => "corrupt or truncated image data (the decoder gave no reason)",
             _ => $"corrupt or unsupported image data ({r})",
         };
     }

@@ -305,12 +305,8 @@ public sealed class InstructDiffusionModel : VaeEditingModel
     public override Tensor Guide(Tensor text, Tensor image, Tensor third, float gText, float gImage) =>
         0.5 * (image + third) + gText * (text - image) + gImage * (text - third);
 
-    /// <summary>decode_first_stage: <c>first_stage_model.decode((1 / scale_factor) * z)</c>.</summary>
-    public override Tensor DecodeLatents(Tensor latents)
-    {
-        using var scaled = (latents * (1.0 / Vae.ScalingFactor)).to(DType);
-        return DecodeRaw(scaled);
-    }
+    /// <summary>decode_first_stage's <c>(1 / scale_factor) * z</c> (a multiplication, as the reference computes it).</summary>
+    protected override Tensor ScaleForDecode(Tensor latents) => latents * (1.0 / Vae.ScalingFactor);
 
     /// <summary>The reference's <c>(255 * clamp((x + 1) / 2, 0, 1)).type(torch.uint8)</c>: truncation, here as exact 8-bit levels / 255.</summary>
     public override Tensor ToUnitImages(Tensor decoded)

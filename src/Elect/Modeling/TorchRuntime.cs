@@ -9,11 +9,25 @@ public static class TorchRuntime
     private static readonly object Gate = new();
     private static bool _cpu, _cuda;
 
-    /// <summary>Initialises libtorch for <paramref name="device"/> (idempotent, thread-safe).</summary>
+    private static bool _checked;
+
+    /// <summary>What <see cref="NativeCheck"/> could not check (null: every symbol resolved).</summary>
+    public static string? NativeCheckNote { get; private set; }
+
+    /// <summary>
+    /// Initialises libtorch for <paramref name="device"/> (idempotent, thread-safe). The first call first resolves
+    /// every libtorch symbol the binding needs (<see cref="NativeCheck"/>), so a mismatched libtorch fails here, naming
+    /// the missing symbol, rather than mid-run.
+    /// </summary>
     public static void Initialize(Device device)
     {
         lock (Gate)
         {
+            if (!_checked)
+            {
+                NativeCheckNote = NativeCheck.Check();
+                _checked = true;
+            }
             if (device.type == DeviceType.CUDA)
             {
                 if (_cuda) return;
