@@ -344,12 +344,45 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
     }
 
     [Fact]
-    public void CkptGivesAClearErrorUntilTorchPicklesAreReadable()
+    public void CkptLoadsTheSameModelAsItsSafetensorsConversion()
+    {
+        // the reference's own file format: torch.save({"state_dict": ..., "global_step": 0}), read by the restricted reader
+        TorchRuntime.Initialize();
+        using var scope = NewDisposeScope();
+        using var fromCkpt = InstructDiffusionModel.Load(IdiffData.Ckpt, IdiffData.Clip, CPU, ScalarType.Float32);
+        using var fromSt = InstructDiffusionModel.Load(IdiffData.Safetensors, IdiffData.Clip, CPU, ScalarType.Float32);
+        void Same(nn.Module a, nn.Module b, string what)
+        {
+            var sa = a.state_dict();
+            var sb = b.state_dict();
+            Assert.Equal(sa.Keys.Order(), sb.Keys.Order());
+            foreach (var (k, v) in sa) Assert.True(PickleData.Same(v, sb[k]), $"{what}: {k} differs between .ckpt and .safetensors");
+        }
+        Same(fromCkpt.Unet, fromSt.Unet, "unet");
+        Same(fromCkpt.Vae, fromSt.Vae, "vae");
+        Same(fromCkpt.TextEncoder!, fromSt.TextEncoder!, "text encoder");
+        var a = fromCkpt.CreateScheduler(10);
+        var b = fromSt.CreateScheduler(10);
+        for (int i = 0; i <= 10; i++) Assert.Equal(b.Sigma(i), a.Sigma(i));
+    }
+
+    [Fact]
+    public void MaliciousCkptIsRefusedNamingTheGlobal()
     {
         TorchRuntime.Initialize();
-        var e = Assert.Throws<NotSupportedException>(() => InstructDiffusionModel.Load(IdiffData.Ckpt, IdiffData.Clip, CPU, ScalarType.Float32));
-        Assert.Contains(".ckpt", e.Message);
-        Assert.Contains(".safetensors", e.Message);
+        var tmp = Directory.CreateTempSubdirectory("elect-idiff-evil-").FullName;
+        try
+        {
+            // a torch.save file whose pickle calls posix.system (written by scripts/goldens/make_pickle_checkpoints.py)
+            var evil = Path.Combine(tmp, "evil.ckpt");
+            File.Copy(PickleData.File("evil_system.pt"), evil);
+            var e = Assert.ThrowsAny<InvalidDataException>(() => InstructDiffusionModel.Load(evil, IdiffData.Clip, CPU, ScalarType.Float32));
+            Assert.Contains("posix.system", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(tmp, recursive: true);
+        }
     }
 
     [Fact]
@@ -485,7 +518,9 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
                 ["wide"] = new JsonObject { ["image_path"] = Path.Combine(IdiffData.Dir, "input2.png"), ["editing_instruction"] = Prompt },
             }.ToJsonString());
             var dsOut = Path.Combine(tmp, "ds-out");
-            code = ElectCli.Run(["run-dataset", "--dataset-dir", ds, .. common, "--output-dir", dsOut, "--resolution", "128", "--select-one-seed",
+            // the dataset run reads the .ckpt the reference loads (the single run above its .safetensors conversion)
+            string[] fromCkpt = [.. common.Select(a => a == IdiffData.Safetensors ? IdiffData.Ckpt : a)];
+            code = ElectCli.Run(["run-dataset", "--dataset-dir", ds, .. fromCkpt, "--output-dir", dsOut, "--resolution", "128", "--select-one-seed",
                 "--candidate-seeds", "22", "11", "33", "--stopping-step", "4", "--last-step-for-mask-extraction", "2"], o, err);
             Assert.True(code == 0, err.ToString());
             var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(dsOut, "summary.json")))!;
@@ -493,14 +528,17 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
             using (var wide = RgbImage.Load(Path.Combine(dsOut, "wide_output_11.png")).ToByteTensor())
                 AssertImageClose(IdiffData.Golden("elect2.output-11"), wide, "dataset wide output-11");
 
-            // a .ckpt is refused in one line, naming the way out
+            // a .ckpt whose pickle would run code is refused in one line, naming the global
+            var evil = Path.Combine(tmp, "evil.ckpt");
+            File.Copy(PickleData.File("evil_system.pt"), evil);
             var e2 = new StringWriter();
             code = ElectCli.Run(["run-single", "--input", Path.Combine(IdiffData.Dir, "input.png"), "--instruction", Prompt,
-                "--model", "instructdiffusion", "--model-path", IdiffData.Ckpt, "--tokenizer-path", IdiffData.Clip, "--device", "cpu",
-                "--output-dir", outDir], new StringWriter(), e2);
+                "--model", "instructdiffusion", "--model-path", evil, "--tokenizer-path", IdiffData.Clip, "--device", "cpu",
+                "--output-dir", Path.Combine(tmp, "evil-out")], new StringWriter(), e2);
             Assert.NotEqual(0, code);
             Assert.StartsWith("elect: error:", e2.ToString().Trim());
-            Assert.Contains(".safetensors", e2.ToString());
+            Assert.Contains("posix.system", e2.ToString());
+            Assert.Single(e2.ToString().Trim().Split('\n'));
         }
         finally
         {

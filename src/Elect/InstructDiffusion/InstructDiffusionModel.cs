@@ -66,7 +66,7 @@ public sealed class InstructDiffusionModel : VaeEditingModel
     {
         if (!File.Exists(checkpointPath))
             throw new FileNotFoundException($"checkpoint not found: {checkpointPath} (--model instructdiffusion takes the single-file checkpoint, e.g. checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt)", checkpointPath);
-        LdmCheckpoint.CheckFormat(checkpointPath);   // before building the modules
+        LdmCheckpoint.Validate(checkpointPath);   // format, header / pickle (refused globals) before building any module
         configPath ??= DefaultConfigPath(checkpointPath);
         var config = configPath is null ? LdmConfig.InstructDiffusion : LdmConfig.Load(configPath);
         return FromTensors(config, visit => LdmCheckpoint.ForEach(checkpointPath, visit), checkpointPath, tokenizerDir, device, dtype);
@@ -331,27 +331,48 @@ public static class LdmCheckpoint
 {
     /// <summary>
     /// Streams the tensors of a single-file checkpoint to <paramref name="visit"/> (CPU, stored dtype; the
-    /// visitor owns each). <c>.safetensors</c> is read directly. Torch pickles (<c>.ckpt</c>, <c>.pt</c>,
-    /// <c>.pth</c>: <c>torch.save({"state_dict": ...})</c>) are not readable yet.
+    /// visitor owns each): a <c>.safetensors</c> file, or a torch.save pickle (<c>.ckpt</c>, <c>.pt</c>,
+    /// <c>.pth</c>, <c>.bin</c>) read by the restricted, non-executing reader: its <c>state_dict</c> entry when
+    /// it has one (Lightning / InstructDiffusion checkpoints), else the whole dict. Other entries (optimizer
+    /// states, hyper-parameters, even custom classes, kept as inert records) are not read, as the reference's
+    /// <c>torch.load(ckpt)["state_dict"]</c> reads only that entry.
     /// </summary>
     public static void ForEach(string path, Action<string, Tensor> visit)
     {
         CheckFormat(path);
-        SafeTensors.ForEach(path, (info, t) => visit(info.Name, t));
+        if (Checkpoint.IsSafeTensors(path))
+        {
+            SafeTensors.ForEach(path, (info, t) => visit(info.Name, t));
+            return;
+        }
+        using var ckpt = TorchCheckpoint.Open(path, UnknownGlobals.Opaque);
+        ckpt.ForEachTensor(StateDictRoot(ckpt), visit);
     }
 
-    /// <summary>Fails with a clear message unless <paramref name="path"/> is in a format <see cref="ForEach"/> reads.</summary>
-    public static void CheckFormat(string path)
+    /// <summary>
+    /// Fails with a clear message unless <paramref name="path"/> is in a format <see cref="ForEach"/> reads and its
+    /// header (safetensors) or pickle (torch.save; no storage is read) is sound, so that a corrupt or malicious
+    /// file is refused in well under a second, before any module is built.
+    /// </summary>
+    public static void Validate(string path)
+    {
+        CheckFormat(path);
+        if (Checkpoint.IsSafeTensors(path))
+        {
+            SafeTensors.ReadHeader(path);
+            return;
+        }
+        using var ckpt = TorchCheckpoint.Open(path, UnknownGlobals.Opaque);
+        ckpt.TensorEntries(StateDictRoot(ckpt));
+    }
+
+    private static string? StateDictRoot(TorchCheckpoint ckpt) =>
+        ckpt.Root is PickleDict top && top.ContainsKey("state_dict") ? "state_dict" : null;
+
+    private static void CheckFormat(string path)
     {
         var ext = Path.GetExtension(path).ToLowerInvariant();
-        switch (ext)
-        {
-            case ".safetensors":
-                return;
-            case ".ckpt" or ".pt" or ".pth" or ".bin":
-                throw new NotSupportedException($"{path}: torch pickle checkpoints ({ext}) cannot be read yet; convert it to .safetensors (the same state_dict tensors, e.g. safetensors.torch.save_file(torch.load(path)[\"state_dict\"], out)) and pass that file");
-            default:
-                throw new NotSupportedException($"{path}: unknown checkpoint format '{ext}' (expected .safetensors or .ckpt)");
-        }
+        if (ext is not (".safetensors" or ".ckpt" or ".pt" or ".pth" or ".bin"))
+            throw new NotSupportedException($"{path}: unknown checkpoint format '{ext}' (expected .ckpt, .pt, .pth, .bin or .safetensors)");
     }
 }
