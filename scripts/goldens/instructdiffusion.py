@@ -13,7 +13,8 @@ Run (from the repository root):
   REF_MOUNTS=/work/shared REF_PYTHONPATH=/tmp/refsrc/idiff/stable_diffusion:/tmp/refsrc/kd:/tmp/refsrc/elect \
     /work/shared/reference/py scripts/goldens/instructdiffusion.py tests/Elect.Tests/Data/instructdiffusion-tiny \
     /work/shared/fixtures/models
-(about a minute on 2 cores; the fixtures folder gives the CLIP tokenizer files and the input images.)
+(about a minute on 2 cores; the fixtures folder gives the CLIP tokenizer files, which are not committed;
+the input images are synthetic, drawn by this script.)
 
 Sources: github:cientgu/InstructDiffusion (stable_diffusion/ldm), github:crowsonkb/k-diffusion
 (k_diffusion/external.py, sampling.py), github:Joow0n-Kim/ELECT (pipelines/instructdiffusion_pipeline.py).
@@ -40,6 +41,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import sys
 import types
 
@@ -93,16 +95,24 @@ CKPT = os.path.join(OUT, "instructdiffusion-tiny.ckpt")
 SAFE = os.path.join(OUT, "instructdiffusion-tiny.safetensors")
 YAML = os.path.join(OUT, "instructdiffusion-tiny.yaml")   # beside the checkpoint, with its name: found by default
 
-# ---- the tiny CLIP folder: real CLIP BPE tokenizer files + a tiny CLIPTextModel config (no weights:
-# the checkpoint's cond_stage_model.transformer.* are the encoder's weights, as in the real one)
+# ---- the tiny CLIP folder: a tiny CLIPTextModel config (no weights: the checkpoint's
+# cond_stage_model.transformer.* are the encoder's weights, as in the real one) is committed in OUT/clip;
+# the real CLIP BPE tokenizer files come from the fixtures (never copied into the repository: the tests
+# assemble the same folder from ../shared/fixtures at run time).
 os.makedirs(CLIP_DIR, exist_ok=True)
-for f in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
-    shutil.copy(os.path.join(FIXTURES, "ip2p-tiny", "tokenizer", f), os.path.join(CLIP_DIR, f))
+for f in os.listdir(CLIP_DIR):
+    if f != "config.json":
+        os.remove(os.path.join(CLIP_DIR, f))
 clip_cfg = CLIPTextConfig(vocab_size=49408, hidden_size=8, intermediate_size=16, num_attention_heads=2,
                           num_hidden_layers=2, max_position_embeddings=77, hidden_act="quick_gelu",
                           layer_norm_eps=1e-5, projection_dim=8, bos_token_id=0, eos_token_id=2, pad_token_id=1)
 clip_cfg.architectures = ["CLIPTextModel"]
 clip_cfg.save_pretrained(CLIP_DIR)
+COMMITTED_CLIP_DIR = CLIP_DIR
+CLIP_DIR = tempfile.mkdtemp(prefix="idiff-clip-")
+shutil.copy(os.path.join(COMMITTED_CLIP_DIR, "config.json"), CLIP_DIR)
+for f in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
+    shutil.copy(os.path.join(FIXTURES, "ip2p-tiny", "tokenizer", f), os.path.join(CLIP_DIR, f))
 
 
 class _ClipFromConfig:
@@ -293,14 +303,21 @@ with torch.no_grad():
     put("text.last_hidden_state", model.get_learned_conditioning(prompts))
 
 
-def load_image(path, size):
-    im = Image.open(path).convert("RGB").resize(size, Image.Resampling.LANCZOS)
-    return im
+def synthetic_image(width, height, phase):
+    """A deterministic test picture of our own (smooth colour fields, a disc, stripes and a hard edge)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    r = 128 + 90 * np.sin(x / (5.0 + phase) + phase) * np.cos(y / 7.0)
+    g = 255 * x / max(width - 1, 1) * (0.6 + 0.4 * np.sin(y / 11.0 + phase))
+    b = np.where(((x - 0.6 * width) ** 2 + (y - 0.45 * height) ** 2) < (0.22 * min(width, height)) ** 2, 230.0, 40.0)
+    b = b + 25 * ((x.astype(int) // 4) % 2)
+    edge = y > 0.75 * height
+    r, g = np.where(edge, 30.0, r), np.where(edge, 200.0, g)
+    return Image.fromarray(np.clip(np.stack([r, g, b], -1), 0, 255).round().astype(np.uint8), "RGB")
 
 
-img = load_image(os.path.join(FIXTURES, "ip2p-input.png"), (64, 64))
+img = synthetic_image(64, 64, 0.0)
 img.save(os.path.join(OUT, "input.png"))
-img2 = load_image(os.path.join(FIXTURES, "ip2p-input2.png"), (128, 64))
+img2 = synthetic_image(128, 64, 1.3)
 img2.save(os.path.join(OUT, "input2.png"))
 
 with torch.no_grad():
