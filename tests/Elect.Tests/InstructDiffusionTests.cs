@@ -90,7 +90,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
         return e.eq(a).to(ScalarType.Float64).mean().item<double>();
     }
 
-    [Fact]
+    [SkippableFact]
     public void SchedulerTablesMatchReference()
     {
         TorchRuntime.Initialize();
@@ -116,7 +116,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
         }
     }
 
-    [Fact]
+    [SkippableFact]
     public void ComponentsMatchReference()
     {
         using var editor = IdiffData.Load();
@@ -149,7 +149,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
         TensorAssert.Close(IdiffData.Golden("denoiser.out"), s.PredictOriginal(eps, 3, x), 1e-4, "denoiser output (x0)");
     }
 
-    [Fact]
+    [SkippableFact]
     public void PlainRunMatchesReference()
     {
         using var editor = IdiffData.Load();
@@ -161,7 +161,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
         Assert.Equal(10, result.ModelEvaluations);
     }
 
-    [Fact]
+    [SkippableFact]
     public void ElectMatchesReference()
     {
         using var editor = IdiffData.Load();
@@ -193,7 +193,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
         TensorAssert.Close(plain.Images[best], result.Images[best], 1.0 / 255 + 1e-6, $"winner vs plain run of seed {best}");
     }
 
-    [Fact]
+    [SkippableFact]
     public void ElectWinnerOnlyOnNonSquareImageMatchesReference()
     {
         using var editor = IdiffData.Load();
@@ -218,7 +218,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
     /// UNet, VAE and CLIP in half precision (latents, guidance, sampler, map and BIS in float32) against the float32
     /// goldens. Measured (max abs): fp16 BIS 9.4e-5, map 0.014, winner image 0.0039; bf16 4.6e-4, 0.13, 0.024.
     /// </summary>
-    [Theory]
+    [SkippableTheory]
     [InlineData(ScalarType.Float16, 1e-3, 0.05, 0.05)]
     [InlineData(ScalarType.BFloat16, 1e-2, 0.3, 0.25)]
     public void ElectInHalfPrecisionStaysCloseToTheReference(ScalarType dtype, double bisTol, double mapTol, double imageTol)
@@ -241,7 +241,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
         Assert.True(imageDiff <= imageTol, $"winner image differs by {imageDiff}");
     }
 
-    [Fact]
+    [SkippableFact]
     public void MicroBatchingDoesNotChangeAnyCandidate()
     {
         using var editor = IdiffData.Load();
@@ -259,7 +259,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
         TensorAssert.Close(whole.RelevanceMap!, chunked.RelevanceMap!, 1e-5, "relevance map");
     }
 
-    [Fact]
+    [SkippableFact]
     public void ClipConfigFromAClipModelFolder()
     {
         var dir = Directory.CreateTempSubdirectory("elect-clipcfg-").FullName;
@@ -288,7 +288,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
         Assert.Equal("text_model.final_layer_norm.bias", LdmKeys.Clip("final_layer_norm.bias"));
     }
 
-    [Fact]
+    [SkippableFact]
     public void TextEncoderWeightsFromTheClipFolderWhenTheCheckpointHasNone()
     {
         TorchRuntime.Initialize();
@@ -322,7 +322,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
         }
     }
 
-    [Fact]
+    [SkippableFact]
     public void EditsLeaveNoLiveTensors()
     {
         using var editor = IdiffData.Load();
@@ -350,7 +350,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
         }
     }
 
-    [Fact]
+    [SkippableFact]
     public void FinalImagesAreTruncatedTo8BitsAsTheReference()
     {
         using var editor = IdiffData.Load();
@@ -365,7 +365,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
         Assert.Equal(new[] { 101, 4, 0, 255 }, rounded);
     }
 
-    [Fact]
+    [SkippableFact]
     public void CkptLoadsTheSameModelAsItsSafetensorsConversion()
     {
         // the reference's own file format: torch.save({"state_dict": ..., "global_step": 0}), read by the restricted reader
@@ -388,7 +388,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
         for (int i = 0; i <= 10; i++) Assert.Equal(b.Sigma(i), a.Sigma(i));
     }
 
-    [Fact]
+    [SkippableFact]
     public void MaliciousCkptIsRefusedNamingTheGlobal()
     {
         TorchRuntime.Initialize();
@@ -398,7 +398,8 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
             // a torch.save file whose pickle calls posix.system (written by scripts/goldens/make_pickle_checkpoints.py)
             var evil = Path.Combine(tmp, "evil.ckpt");
             File.Copy(PickleData.File("evil_system.pt"), evil);
-            var e = Assert.ThrowsAny<InvalidDataException>(() => InstructDiffusionModel.Load(evil, IdiffData.Clip, CPU, ScalarType.Float32));
+            var clip = IdiffData.Clip;
+            var e = Assert.ThrowsAny<InvalidDataException>(() => InstructDiffusionModel.Load(evil, clip, CPU, ScalarType.Float32));
             Assert.Contains("posix.system", e.Message);
         }
         finally
@@ -407,7 +408,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
         }
     }
 
-    [Fact]
+    [SkippableFact]
     public void ConfigFromYamlGivesDiffusersConfigs()
     {
         var c = LdmConfig.Load(IdiffData.Yaml);
@@ -433,7 +434,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
     /// conversion puts them (sd15-keymap.txt, from scripts/goldens/instructdiffusion_keys.py), and the synthesised
     /// diffusers configs equal the ones diffusers derives.
     /// </summary>
-    [Fact]
+    [SkippableFact]
     public void FullSizeKeyMapAndConfigsEqualDiffusersConversion()
     {
         var config = LdmConfig.InstructDiffusion;
@@ -482,7 +483,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
         Assert.Contains($"'latent_channels': {vae.Int("latent_channels")}, 'layers_per_block': {vae.Int("layers_per_block")}, 'scaling_factor': 0.18215", vheader);
     }
 
-    [Fact]
+    [SkippableFact]
     public void UnsupportedConfigValuesAndShapeMismatchesNameTheKey()
     {
         TorchRuntime.Initialize();
@@ -508,7 +509,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
         Assert.Contains("decoder.conv_out.bias", e5.Message);
     }
 
-    [Fact]
+    [SkippableFact]
     public void CliRunSingleAndRunDataset()
     {
         var tmp = Directory.CreateTempSubdirectory("elect-idiff-").FullName;
