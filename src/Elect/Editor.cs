@@ -1,11 +1,12 @@
 using System.Diagnostics;
 using System.Text.Json;
-using Elect.Editing;
 using Elect.Imaging;
-using Elect.InstructDiffusion;
-using Elect.InstructPix2Pix;
 using Elect.Modeling;
-using Elect.UltraEdit;
+using Elect.Pipelines;
+using Elect.Pipelines.InstructDiffusion;
+using Elect.Pipelines.InstructPix2Pix;
+using Elect.Pipelines.UltraEdit;
+using Elect.Selection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using static TorchSharp.torch;
