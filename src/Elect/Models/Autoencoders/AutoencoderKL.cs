@@ -18,34 +18,18 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
     private readonly Conv2d? quant_conv;
     private readonly Conv2d? post_quant_conv;
 
-    public AutoencoderKL(ModelConfig config) : base(nameof(AutoencoderKL))
+    public AutoencoderKL(ModelConfig config) : this(AutoencoderKLConfig.From(config)) { }
+
+    public AutoencoderKL(AutoencoderKLConfig config) : base(nameof(AutoencoderKL))
     {
-        var src = config.Source;
-        if (config.Has("_class_name") && config.String("_class_name") != "AutoencoderKL")
-            throw new NotSupportedException($"{src}: '_class_name' is '{config.String("_class_name")}', expected AutoencoderKL");
-        var blockOut = config.Ints("block_out_channels");
-        if (blockOut.Length == 0) throw new InvalidDataException($"{src}: 'block_out_channels' is empty");
-        var down = config.Has("down_block_types") ? config.Strings("down_block_types") : Enumerable.Repeat("DownEncoderBlock2D", blockOut.Length).ToArray();
-        var up = config.Has("up_block_types") ? config.Strings("up_block_types") : Enumerable.Repeat("UpDecoderBlock2D", blockOut.Length).ToArray();
-        if (down.Length != blockOut.Length || down.Any(t => t != "DownEncoderBlock2D"))
-            throw new NotSupportedException($"{src}: 'down_block_types' must be {blockOut.Length} x DownEncoderBlock2D (got [{string.Join(", ", down)}])");
-        if (up.Length != blockOut.Length || up.Any(t => t != "UpDecoderBlock2D"))
-            throw new NotSupportedException($"{src}: 'up_block_types' must be {blockOut.Length} x UpDecoderBlock2D (got [{string.Join(", ", up)}])");
-        var act = config.String("act_fn", "silu");
-        if (act != "silu") throw new NotSupportedException($"{src}: 'act_fn' '{act}' is not supported (only silu)");
-        int inCh = config.Int("in_channels", 3), outCh = config.Int("out_channels", 3);
-        int layers = config.Int("layers_per_block", 1);
-        int groups = config.Int("norm_num_groups", 32);
-        LatentChannels = config.Int("latent_channels", 4);
-        bool midAttn = config.Bool("mid_block_add_attention", true);
-        ScalingFactor = config.Double("scaling_factor", 0.18215);
-        ShiftFactor = config.Has("shift_factor") ? config.Double("shift_factor") : null;
-        ForceUpcast = config.Bool("force_upcast", true);
+        Config = config;
+        var (blockOut, inCh, outCh, layers, groups, midAttn) = (config.BlockOutChannels, config.InChannels, config.OutChannels, config.LayersPerBlock, config.NormNumGroups, config.MidBlockAddAttention);
+        LatentChannels = config.LatentChannels;
+        ScalingFactor = config.ScalingFactor;
+        ShiftFactor = config.ShiftFactor;
+        ForceUpcast = config.ForceUpcast;
         DownsampleFactor = 1 << (blockOut.Length - 1);
-        bool quant = config.Bool("use_quant_conv", true), postQuant = config.Bool("use_post_quant_conv", true);
-        // sample_size: a default resolution; latents_mean / latents_std: statistics for pipelines that
-        // normalise latents with them (the model itself, like diffusers', never reads them)
-        config.RejectUnsupported(["sample_size", "latents_mean", "latents_std"]);
+        var (quant, postQuant) = (config.UseQuantConv, config.UsePostQuantConv);
 
         encoder = new VaeEncoder(inCh, LatentChannels, blockOut, layers, groups, midAttn);
         decoder = new VaeDecoder(LatentChannels, outCh, blockOut, layers, groups, midAttn);
@@ -53,6 +37,8 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
         if (postQuant) post_quant_conv = nn.Conv2d(LatentChannels, LatentChannels, 1);
         RegisterComponents();
     }
+
+    public AutoencoderKLConfig Config { get; }
 
     /// <summary><c>scaling_factor</c>: latents for the denoiser are <c>(z - shift) * scaling</c>.</summary>
     public double ScalingFactor { get; }
@@ -131,5 +117,41 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
     {
         var w = encoder.InputWeight;
         return x.to(w.dtype, w.device);
+    }
+}
+
+/// <summary>The <c>config.json</c> fields of a diffusers <c>AutoencoderKL</c>. <see cref="From"/> rejects every key this port does not implement.</summary>
+public sealed record AutoencoderKLConfig(
+    string Source, int InChannels, int OutChannels, int LatentChannels, int[] BlockOutChannels, int LayersPerBlock, int NormNumGroups,
+    bool MidBlockAddAttention, double ScalingFactor, double? ShiftFactor, bool ForceUpcast, bool UseQuantConv, bool UsePostQuantConv)
+{
+    public static AutoencoderKLConfig From(ModelConfig config)
+    {
+        var src = config.Source;
+        if (config.Has("_class_name") && config.String("_class_name") != "AutoencoderKL")
+            throw new NotSupportedException($"{src}: '_class_name' is '{config.String("_class_name")}', expected AutoencoderKL");
+        var blockOut = config.Ints("block_out_channels");
+        if (blockOut.Length == 0) throw new InvalidDataException($"{src}: 'block_out_channels' is empty");
+        var down = config.Has("down_block_types") ? config.Strings("down_block_types") : Enumerable.Repeat("DownEncoderBlock2D", blockOut.Length).ToArray();
+        var up = config.Has("up_block_types") ? config.Strings("up_block_types") : Enumerable.Repeat("UpDecoderBlock2D", blockOut.Length).ToArray();
+        if (down.Length != blockOut.Length || down.Any(t => t != "DownEncoderBlock2D"))
+            throw new NotSupportedException($"{src}: 'down_block_types' must be {blockOut.Length} x DownEncoderBlock2D (got [{string.Join(", ", down)}])");
+        if (up.Length != blockOut.Length || up.Any(t => t != "UpDecoderBlock2D"))
+            throw new NotSupportedException($"{src}: 'up_block_types' must be {blockOut.Length} x UpDecoderBlock2D (got [{string.Join(", ", up)}])");
+        var act = config.String("act_fn", "silu");
+        if (act != "silu") throw new NotSupportedException($"{src}: 'act_fn' '{act}' is not supported (only silu)");
+        int inCh = config.Int("in_channels", 3), outCh = config.Int("out_channels", 3);
+        int layers = config.Int("layers_per_block", 1);
+        int groups = config.Int("norm_num_groups", 32);
+        int latentChannels = config.Int("latent_channels", 4);
+        bool midAttn = config.Bool("mid_block_add_attention", true);
+        double scaling = config.Double("scaling_factor", 0.18215);
+        double? shift = config.Has("shift_factor") ? config.Double("shift_factor") : null;
+        bool forceUpcast = config.Bool("force_upcast", true);
+        bool quant = config.Bool("use_quant_conv", true), postQuant = config.Bool("use_post_quant_conv", true);
+        // sample_size: a default resolution; latents_mean / latents_std: statistics for pipelines that
+        // normalise latents with them (the model itself, like diffusers', never reads them)
+        config.RejectUnsupported(["sample_size", "latents_mean", "latents_std"]);
+        return new AutoencoderKLConfig(src, inCh, outCh, latentChannels, blockOut, layers, groups, midAttn, scaling, shift, forceUpcast, quant, postQuant);
     }
 }

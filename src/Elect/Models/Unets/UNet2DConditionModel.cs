@@ -31,52 +31,24 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     private readonly bool _centerInput;
     private readonly int _numUpsamplers;
 
-    public UNet2DConditionModel(ModelConfig config) : base(nameof(UNet2DConditionModel))
+    public UNet2DConditionModel(ModelConfig config) : this(UNet2DConditionConfig.From(config)) { }
+
+    public UNet2DConditionModel(UNet2DConditionConfig config) : base(nameof(UNet2DConditionModel))
     {
-        var src = config.Source;
-        if (config.Has("_class_name") && config.String("_class_name") != "UNet2DConditionModel")
-            throw new NotSupportedException($"{src}: '_class_name' is '{config.String("_class_name")}', expected UNet2DConditionModel");
-        CheckStructure(config);
-
-        var blockOut = config.Ints("block_out_channels");
+        Config = config;
+        var blockOut = config.BlockOutChannels;
         int n = blockOut.Length;
-        if (n == 0) throw new InvalidDataException($"{src}: 'block_out_channels' is empty");
-        var downTypes = config.Strings("down_block_types");
-        var upTypes = config.Strings("up_block_types");
-        if (downTypes.Length != n) throw new InvalidDataException($"{src}: 'down_block_types' has {downTypes.Length} entries, 'block_out_channels' {n}");
-        if (upTypes.Length != n) throw new InvalidDataException($"{src}: 'up_block_types' has {upTypes.Length} entries, 'block_out_channels' {n}");
-        foreach (var t in downTypes)
-            if (t is not ("CrossAttnDownBlock2D" or "DownBlock2D"))
-                throw new NotSupportedException($"{src}: 'down_block_types' entry '{t}' is not supported (CrossAttnDownBlock2D, DownBlock2D)");
-        foreach (var t in upTypes)
-            if (t is not ("CrossAttnUpBlock2D" or "UpBlock2D"))
-                throw new NotSupportedException($"{src}: 'up_block_types' entry '{t}' is not supported (CrossAttnUpBlock2D, UpBlock2D)");
-
-        InChannels = config.Int("in_channels", 4);
-        CrossAttentionDim = config.Has("cross_attention_dim") ? config.IntOrInts("cross_attention_dim", n)[0] : 1280;
-        OutChannels = config.Int("out_channels", 4);
-        int[] layersPerBlock = config.Has("layers_per_block") ? config.IntOrInts("layers_per_block", n) : Enumerable.Repeat(2, n).ToArray();
-        int[] crossDim = config.Has("cross_attention_dim") ? config.IntOrInts("cross_attention_dim", n) : Enumerable.Repeat(1280, n).ToArray();
-        // Legacy naming: in SD 1.x configs attention_head_dim is the number of heads.
-        string headsKey = config.Has("num_attention_heads") ? "num_attention_heads" : "attention_head_dim";
-        int[] heads = config.Has(headsKey) ? config.IntOrInts(headsKey, n) : Enumerable.Repeat(8, n).ToArray();
-        int[] transformerLayers = TransformerLayers(config, n);
-        foreach (var (key, arr) in new[] { ("layers_per_block", layersPerBlock), ("cross_attention_dim", crossDim), (headsKey, heads), ("transformer_layers_per_block", transformerLayers) })
-            if (arr.Length != n) throw new InvalidDataException($"{src}: '{key}' has {arr.Length} entries, 'block_out_channels' {n}");
-        int groups = config.Int("norm_num_groups", 32);
-        double eps = config.Double("norm_eps", 1e-5);
-        bool linearProj = config.Bool("use_linear_projection", false);
-        int downPadding = config.Int("downsample_padding", 1);
-        double midScale = config.Double("mid_block_scale_factor", 1.0);
-        int convInKernel = config.Int("conv_in_kernel", 3), convOutKernel = config.Int("conv_out_kernel", 3);
-        if (convInKernel % 2 == 0) throw new NotSupportedException($"{src}: 'conv_in_kernel' must be odd (got {convInKernel})");
-        if (convOutKernel % 2 == 0) throw new NotSupportedException($"{src}: 'conv_out_kernel' must be odd (got {convOutKernel})");
-        _flipSinToCos = config.Bool("flip_sin_to_cos", true);
-        _freqShift = config.Double("freq_shift", 0);
-        _centerInput = config.Bool("center_input_sample", false);
+        var (downTypes, upTypes) = (config.DownBlockTypes, config.UpBlockTypes);
+        var (layersPerBlock, crossDim, heads, transformerLayers) = (config.LayersPerBlock, config.CrossAttentionDims, config.AttentionHeads, config.TransformerLayersPerBlock);
+        var (groups, eps, linearProj, downPadding, midScale) = (config.NormNumGroups, config.NormEps, config.UseLinearProjection, config.DownsamplePadding, config.MidBlockScaleFactor);
+        var (convInKernel, convOutKernel, timeEmbedDim) = (config.ConvInKernel, config.ConvOutKernel, config.TimeEmbeddingDim);
+        InChannels = config.InChannels;
+        OutChannels = config.OutChannels;
+        CrossAttentionDim = crossDim[0];
+        _flipSinToCos = config.FlipSinToCos;
+        _freqShift = config.FreqShift;
+        _centerInput = config.CenterInputSample;
         _timeProjDim = blockOut[0];
-        int timeEmbedDim = config.Has("time_embedding_dim") ? config.Int("time_embedding_dim") : blockOut[0] * 4;
-        config.RejectUnsupported(Informational, OnlyValues);
 
         CrossAttentionSpec Spec(int i) => new(heads[i], [transformerLayers[i]], crossDim[i], linearProj);
 
@@ -115,6 +87,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         RegisterComponents();
     }
 
+    public UNet2DConditionConfig Config { get; }
     public int InChannels { get; }
     public int OutChannels { get; }
 
@@ -187,6 +160,66 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
 
         x = conv_out.forward(nn.functional.silu(conv_norm_out.forward(x)));
         return x.MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// The <c>config.json</c> fields of a diffusers <c>UNet2DConditionModel</c> (per-block values expanded to one
+/// entry per block). <see cref="From"/> rejects every key this port does not implement.
+/// </summary>
+public sealed record UNet2DConditionConfig(
+    string Source, int InChannels, int OutChannels, int[] BlockOutChannels, string[] DownBlockTypes, string[] UpBlockTypes,
+    int[] LayersPerBlock, int[] CrossAttentionDims, int[] AttentionHeads, int[] TransformerLayersPerBlock, int NormNumGroups,
+    double NormEps, bool UseLinearProjection, int DownsamplePadding, double MidBlockScaleFactor, int ConvInKernel, int ConvOutKernel,
+    bool FlipSinToCos, double FreqShift, bool CenterInputSample, int TimeEmbeddingDim)
+{
+    public static UNet2DConditionConfig From(ModelConfig config)
+    {
+        var src = config.Source;
+        if (config.Has("_class_name") && config.String("_class_name") != "UNet2DConditionModel")
+            throw new NotSupportedException($"{src}: '_class_name' is '{config.String("_class_name")}', expected UNet2DConditionModel");
+        CheckStructure(config);
+
+        var blockOut = config.Ints("block_out_channels");
+        int n = blockOut.Length;
+        if (n == 0) throw new InvalidDataException($"{src}: 'block_out_channels' is empty");
+        var downTypes = config.Strings("down_block_types");
+        var upTypes = config.Strings("up_block_types");
+        if (downTypes.Length != n) throw new InvalidDataException($"{src}: 'down_block_types' has {downTypes.Length} entries, 'block_out_channels' {n}");
+        if (upTypes.Length != n) throw new InvalidDataException($"{src}: 'up_block_types' has {upTypes.Length} entries, 'block_out_channels' {n}");
+        foreach (var t in downTypes)
+            if (t is not ("CrossAttnDownBlock2D" or "DownBlock2D"))
+                throw new NotSupportedException($"{src}: 'down_block_types' entry '{t}' is not supported (CrossAttnDownBlock2D, DownBlock2D)");
+        foreach (var t in upTypes)
+            if (t is not ("CrossAttnUpBlock2D" or "UpBlock2D"))
+                throw new NotSupportedException($"{src}: 'up_block_types' entry '{t}' is not supported (CrossAttnUpBlock2D, UpBlock2D)");
+
+        int inChannels = config.Int("in_channels", 4);
+        int outChannels = config.Int("out_channels", 4);
+        int[] layersPerBlock = config.Has("layers_per_block") ? config.IntOrInts("layers_per_block", n) : Enumerable.Repeat(2, n).ToArray();
+        int[] crossDim = config.Has("cross_attention_dim") ? config.IntOrInts("cross_attention_dim", n) : Enumerable.Repeat(1280, n).ToArray();
+        // Legacy naming: in SD 1.x configs attention_head_dim is the number of heads.
+        string headsKey = config.Has("num_attention_heads") ? "num_attention_heads" : "attention_head_dim";
+        int[] heads = config.Has(headsKey) ? config.IntOrInts(headsKey, n) : Enumerable.Repeat(8, n).ToArray();
+        int[] transformerLayers = TransformerLayers(config, n);
+        foreach (var (key, arr) in new[] { ("layers_per_block", layersPerBlock), ("cross_attention_dim", crossDim), (headsKey, heads), ("transformer_layers_per_block", transformerLayers) })
+            if (arr.Length != n) throw new InvalidDataException($"{src}: '{key}' has {arr.Length} entries, 'block_out_channels' {n}");
+        int groups = config.Int("norm_num_groups", 32);
+        double eps = config.Double("norm_eps", 1e-5);
+        bool linearProj = config.Bool("use_linear_projection", false);
+        int downPadding = config.Int("downsample_padding", 1);
+        double midScale = config.Double("mid_block_scale_factor", 1.0);
+        int convInKernel = config.Int("conv_in_kernel", 3), convOutKernel = config.Int("conv_out_kernel", 3);
+        if (convInKernel % 2 == 0) throw new NotSupportedException($"{src}: 'conv_in_kernel' must be odd (got {convInKernel})");
+        if (convOutKernel % 2 == 0) throw new NotSupportedException($"{src}: 'conv_out_kernel' must be odd (got {convOutKernel})");
+        bool flipSinToCos = config.Bool("flip_sin_to_cos", true);
+        double freqShift = config.Double("freq_shift", 0);
+        bool centerInput = config.Bool("center_input_sample", false);
+        int timeEmbedDim = config.Has("time_embedding_dim") ? config.Int("time_embedding_dim") : blockOut[0] * 4;
+        config.RejectUnsupported(Informational, OnlyValues);
+        return new UNet2DConditionConfig(src, inChannels, outChannels, blockOut, downTypes, upTypes, layersPerBlock, crossDim, heads,
+            transformerLayers, groups, eps, linearProj, downPadding, midScale, convInKernel, convOutKernel, flipSinToCos, freqShift,
+            centerInput, timeEmbedDim);
     }
 
     private static int[] TransformerLayers(ModelConfig config, int n)
