@@ -7,93 +7,6 @@ using static TorchSharp.torch;
 namespace Elect.Pipelines;
 
 /// <summary>
-/// What one edit needs from an editing model, computed once per (image, instruction): the
-/// prompt conditioning the denoiser reads, the image latents concatenated to the noisy latents,
-/// and the decoded input image the BIS is measured against. Batches of n candidates are laid out
-/// as [text×n, image×n, uncond×n]; the per-n conditioning tensors are built once and cached.
-/// </summary>
-public sealed class EditCondition : IDisposable
-{
-    /// <summary>Image-conditioning latents [1, C_img, h, w] in the model dtype (for the unconditional branch they are zeros).</summary>
-    public required Tensor ImageLatents { get; init; }
-
-    /// <summary>decode(image latents) [1, 3, H, W] in [-1, 1], float32: the reference the BIS compares against.</summary>
-    public required Tensor DecodedInput { get; init; }
-
-    /// <summary>
-    /// Named prompt conditionings (e.g. "hidden", "pooled"): each the instruction's [1, ...] and the
-    /// empty prompt's [1, ...] embedding. The text branch reads the first, the image-only and
-    /// unconditional branches the second.
-    /// </summary>
-    public required IReadOnlyDictionary<string, (Tensor Instruction, Tensor Empty)> Prompts { get; init; }
-
-    /// <summary>
-    /// Whether the third branch (zero image latents) reads the instruction's conditioning (InstructDiffusion's
-    /// text-only branch) instead of the empty prompt's (the unconditional branch of InstructPix2Pix-style models).
-    /// </summary>
-    public bool ThirdBranchUsesInstruction { get; init; }
-
-    public long LatentHeight => ImageLatents.shape[2];
-    public long LatentWidth => ImageLatents.shape[3];
-    public long ImageHeight => DecodedInput.shape[2];
-    public long ImageWidth => DecodedInput.shape[3];
-
-    private readonly Dictionary<(string, long), Tensor> _cache = [];
-
-    /// <summary>
-    /// Makes the condition the sole owner of its tensors (detached from any dispose scope open while
-    /// it was built), so a model can build it inside a scope that frees every temporary.
-    /// </summary>
-    public EditCondition Owned()
-    {
-        ImageLatents.DetachFromDisposeScope();
-        DecodedInput.DetachFromDisposeScope();
-        foreach (var (a, b) in Prompts.Values) { a.DetachFromDisposeScope(); b.DetachFromDisposeScope(); }
-        return this;
-    }
-
-    /// <summary>The image conditioning of n candidates: [image latents ×2n, zeros ×n].</summary>
-    public Tensor ImageConditionFor(long n) => Cached("image latents", n, () =>
-    {
-        using var zeros = zeros_like(ImageLatents);
-        return Branches(n, ImageLatents, ImageLatents, zeros);
-    });
-
-    /// <summary>The named prompt conditioning of n candidates: [instruction ×n, empty ×n, empty (or instruction: <see cref="ThirdBranchUsesInstruction"/>) ×n].</summary>
-    public Tensor PromptFor(string name, long n)
-    {
-        if (!Prompts.TryGetValue(name, out var p)) throw new KeyNotFoundException($"no prompt conditioning '{name}'");
-        return Cached(name, n, () => Branches(n, p.Instruction, p.Empty, ThirdBranchUsesInstruction ? p.Instruction : p.Empty));
-    }
-
-    private Tensor Cached(string name, long n, Func<Tensor> build)
-    {
-        if (_cache.TryGetValue((name, n), out var t)) return t;
-        t = build().DetachFromDisposeScope();   // reused across steps: owned by this condition, not a step's scope
-        _cache[(name, n)] = t;
-        return t;
-    }
-
-    private static Tensor Branches(long n, Tensor text, Tensor image, Tensor uncond)
-    {
-        Tensor Repeat(Tensor t) { var shape = t.shape.ToArray(); shape[0] = n; return t.expand(shape); }
-        using var a = Repeat(text);
-        using var b = Repeat(image);
-        using var c = Repeat(uncond);
-        return cat([a, b, c], 0);
-    }
-
-    public void Dispose()
-    {
-        ImageLatents.Dispose();
-        DecodedInput.Dispose();
-        foreach (var (a, b) in Prompts.Values) { a.Dispose(); b.Dispose(); }
-        foreach (var t in _cache.Values) t.Dispose();
-        _cache.Clear();
-    }
-}
-
-/// <summary>
 /// An instruction-guided editing model family (InstructPix2Pix-style three-way guidance). The ELECT
 /// engine drives any family through this contract: everything family-specific (text encoders, the
 /// denoiser, the VAE conventions, the scheduler) lives behind it.
@@ -131,23 +44,23 @@ public abstract class EditingModel : IDisposable
     public abstract EditCondition Prepare(RgbImage image, string instruction, RgbImage? mask = null);
 
     /// <summary>
-    /// One model evaluation of a [3n, C_lat + C_img, h, w] input (model dtype) laid out as
-    /// [text×n, image×n, uncond×n] at <paramref name="timestep"/> (a 0-d float32 tensor on the model's
-    /// device, so that no host-to-device copy happens inside the loop); returns the raw model output
-    /// [3n, C_lat, h, w].
+    /// One raw model evaluation of a batch laid out in the branch order of the condition's family (built by its
+    /// <see cref="FamilyConditioning.Predict"/>: [3n, C_lat + C_img, h, w] in the model dtype) at
+    /// <paramref name="timestep"/> (a 0-d float32 tensor on the model's device, so that no host-to-device copy
+    /// happens inside the loop); returns the raw model output [3n, C_lat, h, w].
     /// </summary>
     public abstract Tensor Forward(EditCondition condition, Tensor modelInput, Tensor timestep);
 
+    /// <summary>
+    /// The engine's one model call per step and chunk: the guided prediction of n candidates from their scaled
+    /// latents [n, C_lat, h, w] (model dtype). The condition's family builds its branch batch, this model evaluates
+    /// it (<see cref="Forward"/>), and the family's guidance formula combines the branches.
+    /// </summary>
+    public GuidedPrediction PredictGuided(EditCondition condition, Tensor scaledLatents, Tensor timestep, float gText, float gImage) =>
+        condition.Conditioning.Predict(scaledLatents, input => Forward(condition, input, timestep), gText, gImage);
+
     /// <summary>Decodes final / estimated latents (model space) to images [n,3,H,W] in [-1,1], float32.</summary>
     public abstract Tensor DecodeLatents(Tensor latents);
-
-    /// <summary>
-    /// Combines the three branch outputs [n, C, h, w] (text = instruction + image, image = empty prompt + image,
-    /// third = zero image latents) into the guided prediction. Default: InstructPix2Pix's
-    /// <c>third + g_t (text - image) + g_i (image - third)</c>.
-    /// </summary>
-    public virtual Tensor Guide(Tensor text, Tensor image, Tensor third, float gText, float gImage) =>
-        third + gText * (text - image) + gImage * (image - third);
 
     /// <summary>
     /// Finished decoded images in [-1,1] to values in [0,1] whose 8-bit rounding is the reference's output, element

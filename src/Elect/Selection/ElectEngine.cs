@@ -326,16 +326,10 @@ public sealed class ElectEngine
                 for (long start = 0; start < n; start += chunk)
                 {
                     long len = Math.Min(chunk, n - start);
-                    var x = latents.narrow(0, start, len);
-                    var tripled = cat([x, x, x], 0);
-                    var scaled = sched.ScaleModelInput(tripled, step).to(_model.DType);
-                    var input = cat([scaled, cond.ImageConditionFor(len)], 1);
-                    var output = _model.Forward(cond, input, timestep);
-                    var parts = output.chunk(3, 0);
-                    var (text, image, uncond) = (parts[0], parts[1], parts[2]);
-                    var g = _model.Guide(text, image, uncond, gText, gImage);
-                    guided.Add(g.to(ScalarType.Float32));
-                    if (wantDiffs) diffs.Add(ElectMath.NoiseDifference(text, image));
+                    var scaled = sched.ScaleModelInput(latents.narrow(0, start, len), step).to(_model.DType);
+                    var p = _model.PredictGuided(cond, scaled, timestep, gText, gImage);
+                    guided.Add(p.Guided.to(ScalarType.Float32));
+                    if (wantDiffs) diffs.Add(ElectMath.NoiseDifference(p.Text, p.Image));
                 }
                 var allGuided = (guided.Count == 1 ? guided[0] : cat(guided, 0)).MoveToOuterDisposeScope();
                 var allDiffs = wantDiffs ? (diffs.Count == 1 ? diffs[0] : cat(diffs, 0)).MoveToOuterDisposeScope() : null;

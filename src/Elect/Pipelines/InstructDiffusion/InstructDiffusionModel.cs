@@ -289,22 +289,19 @@ public sealed class InstructDiffusionModel : VaeEditingModel
         var latents = EncodeImage(image);
         return new EditCondition
         {
-            ImageLatents = latents,
             DecodedInput = DecodeLatents(latents),   // decode_first_stage(c_concat): the reference scales before decoding
-            Prompts = new Dictionary<string, (Tensor, Tensor)> { ["hidden"] = (text.to(DType, Device).clone(), empty.to(DType, Device).clone()) },
-            ThirdBranchUsesInstruction = true,
+            Conditioning = new InstructDiffusionConditioning(latents, text.to(DType, Device).clone(), empty.to(DType, Device).clone()),
+            LatentHeight = latents.shape[2],
+            LatentWidth = latents.shape[3],
         }.Owned();
     }
 
     public override Tensor Forward(EditCondition condition, Tensor modelInput, Tensor timestep)
     {
         using var noGrad = no_grad();
-        return Unet.call(modelInput, timestep, condition.PromptFor("hidden", modelInput.shape[0] / 3));
+        var c = (InstructDiffusionConditioning)condition.Conditioning;
+        return Unet.call(modelInput, timestep, c.HiddenStatesFor(modelInput.shape[0] / 3));
     }
-
-    /// <summary>The reference's <c>0.5 (img + txt) + g_t (cond - img) + g_i (cond - txt)</c> (applied to eps: see the README).</summary>
-    public override Tensor Guide(Tensor text, Tensor image, Tensor third, float gText, float gImage) =>
-        0.5 * (image + third) + gText * (text - image) + gImage * (text - third);
 
     /// <summary>decode_first_stage's <c>(1 / scale_factor) * z</c> (a multiplication, as the reference computes it).</summary>
     protected override Tensor ScaleForDecode(Tensor latents) => latents * (1.0 / Vae.ScalingFactor);

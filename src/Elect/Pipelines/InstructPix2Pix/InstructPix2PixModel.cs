@@ -88,16 +88,18 @@ public sealed class InstructPix2PixModel : VaeEditingModel
         var latents = EncodeImage(image);
         return new EditCondition
         {
-            ImageLatents = latents,
             DecodedInput = DecodeRaw(latents),
-            Prompts = new Dictionary<string, (Tensor, Tensor)> { ["hidden"] = (text.to(DType, Device).clone(), empty.to(DType, Device).clone()) },
+            Conditioning = new InstructPix2PixConditioning(latents, text.to(DType, Device).clone(), empty.to(DType, Device).clone()),
+            LatentHeight = latents.shape[2],
+            LatentWidth = latents.shape[3],
         }.Owned();
     }
 
     public override Tensor Forward(EditCondition condition, Tensor modelInput, Tensor timestep)
     {
         using var noGrad = no_grad();
-        return Unet.call(modelInput, timestep, condition.PromptFor("hidden", modelInput.shape[0] / 3));
+        var c = (InstructPix2PixConditioning)condition.Conditioning;
+        return Unet.call(modelInput, timestep, c.HiddenStatesFor(modelInput.shape[0] / 3));
     }
 
     protected override void Dispose(bool disposing)

@@ -140,13 +140,10 @@ public sealed class UltraEditModel : VaeEditingModel
         using var p = pooled.to(DType, Device);
         return new EditCondition
         {
-            ImageLatents = latents,
             DecodedInput = decoded,
-            Prompts = new Dictionary<string, (Tensor, Tensor)>
-            {
-                ["hidden"] = (e[0..1].clone(), e[1..2].clone()),
-                ["pooled"] = (p[0..1].clone(), p[1..2].clone()),
-            },
+            Conditioning = new UltraEditConditioning(latents, (e[0..1].clone(), e[1..2].clone()), (p[0..1].clone(), p[1..2].clone())),
+            LatentHeight = latents.shape[2],
+            LatentWidth = latents.shape[3],
         }.Owned();
     }
 
@@ -155,7 +152,8 @@ public sealed class UltraEditModel : VaeEditingModel
         long n3 = modelInput.shape[0];
         using var noGrad = no_grad();
         using var t = timestep.expand(n3);
-        return Transformer.call(modelInput, condition.PromptFor("hidden", n3 / 3), condition.PromptFor("pooled", n3 / 3), t);
+        var c = (UltraEditConditioning)condition.Conditioning;
+        return Transformer.call(modelInput, c.HiddenStatesFor(n3 / 3), c.PooledFor(n3 / 3), t);
     }
 
     protected override void Dispose(bool disposing)
