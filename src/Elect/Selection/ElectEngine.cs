@@ -70,13 +70,17 @@ public sealed class ElectEngine
 {
     private readonly EditingModel _model;
     private readonly ILogger _log;
-    private int? _batch;
-    private int? _decodeBatch;
+    private readonly MicroBatcher _modelCalls;
+    private readonly MicroBatcher _decodes;
 
     public ElectEngine(EditingModel model, ILogger? logger = null)
     {
         _model = model;
         _log = logger ?? NullLogger.Instance;
+        _modelCalls = new MicroBatcher((chunk, batch) =>
+            _log.LogWarning("out of memory with {Chunk} candidates per model call; retrying with {Batch}", chunk, batch));
+        _decodes = new MicroBatcher((chunk, batch) =>
+            _log.LogWarning("out of memory decoding {Chunk} images at once; retrying with {Batch}", chunk, batch));
     }
 
     /// <summary>
@@ -92,7 +96,11 @@ public sealed class ElectEngine
                                IProgress<EditProgress>? progress = null, CancellationToken cancel = default)
         => Run(condition, seeds, options, selection, progress, cancel, TimeSpan.Zero);
 
-    /// <summary>The full run, with the time the caller spent preparing <paramref name="condition"/> recorded as the prepare phase.</summary>
+    /// <summary>
+    /// The full run, with the time the caller spent preparing <paramref name="condition"/> recorded as the prepare phase:
+    /// (a) denoise every candidate to the stopping step, accumulating the relevance map; (b) select by BIS on the
+    /// decoded Tweedie estimates and prune; (c) finish the winner (or all) and decode. A plain run is phase (a) to the end.
+    /// </summary>
     public EditResult Run(EditCondition condition, IReadOnlyList<long> seeds, EditOptions options, SelectionOptions? selection,
                           IProgress<EditProgress>? progress, CancellationToken cancel, TimeSpan prepareTime)
     {
@@ -101,124 +109,206 @@ public sealed class ElectEngine
         if (seeds.Distinct().Count() != seeds.Count) throw new ArgumentException($"candidate seeds must be distinct: {string.Join(" ", seeds)}", nameof(seeds));
         selection?.Validate(options.InferenceSteps);
 
-        var sched = _model.CreateScheduler(options.InferenceSteps);
-        int T = sched.NumInferenceSteps;
-        int stop = selection?.StoppingStep ?? T;
-        float gText = options.TextGuidance ?? _model.DefaultTextGuidance, gImage = options.ImageGuidance;
         var dev = _model.Device;
-        _batch = options.MaxBatch;
-        _decodeBatch = options.MaxDecodeBatch ?? (dev.type == DeviceType.CUDA ? 4 : int.MaxValue);
+        _modelCalls.Size = options.MaxBatch;
+        _decodes.Size = options.MaxDecodeBatch ?? (dev.type == DeviceType.CUDA ? 4 : int.MaxValue);
 
         // everything the run allocates is owned by this scope; only the result's tensors are detached from it
         using var runScope = NewDisposeScope();
-        var sw = Stopwatch.StartNew();
-        var generators = seeds.Select(s => new Generator(unchecked((ulong)s))).ToArray();
-        var active = Enumerable.Range(0, seeds.Count).ToList();
-        long[] latentShape = [1, _model.LatentChannels, condition.LatentHeight, condition.LatentWidth];
-        Tensor latents;
-        using (var init = cat(generators.Select(g => randn(latentShape, generator: g)).ToArray(), 0))
-            latents = (init * sched.InitNoiseSigma).to(dev);
-        using var timesteps = tensor(Enumerable.Range(0, T).Select(sched.Timestep).ToArray()).to(dev);
-        Tensor? stepNoise = sched.UsesStepNoise ? DrawNoise(generators, active, 0, stop, latentShape, dev) : null;
-
-        Tensor? relevance = null;
+        using var run = new CandidateSet(_model, condition, seeds, options, selection, progress, cancel);
+        double tCandidates, tSelection = 0;
         double[]? bis = null;
         long? best = null;
-        long evaluations = 0;
-        double tCandidates = 0, tSelection = 0, tFinish;
-        try
+
+        // (a) every candidate to the stopping step (plain runs: to the end)
+        using (var z0 = Denoise(run, 0, run.Stop))
         {
-            for (int i = 0; i < T; i++)
-            {
-                cancel.ThrowIfCancellationRequested();
-                if (i == stop && stepNoise is null && sched.UsesStepNoise)
-                    stepNoise = DrawNoise(generators, active, stop, T, latentShape, dev);
-                bool wantMask = selection is not null && i >= selection.FirstMaskStep && i < selection.LastMaskStep;
-                evaluations += active.Count;
-                using var scope = NewDisposeScope();
-                var (guided, diffs) = Evaluate(condition, sched, latents, i, timesteps[i], gText, gImage, wantMask);
-                if (wantMask)
-                {
-                    var stepMask = ElectMath.StepMask(diffs!);
-                    var next = ElectMath.Accumulate(relevance, stepMask, i).MoveToOuterDisposeScope();
-                    relevance?.Dispose();
-                    relevance = next;
-                }
-                Tensor? z0 = null;
-                if (selection is not null && i == stop - 1)
-                    z0 = sched.PredictOriginal(guided, i, latents);   // Tweedie estimate of every candidate
-
-                Tensor? noise = null;
-                if (stepNoise is not null)
-                {
-                    int offset = i < stop ? i : i - stop;
-                    noise = stepNoise[offset];
-                }
-                var nextLatents = sched.Step(guided, i, latents, noise).MoveToOuterDisposeScope();
-                latents.Dispose();
-                latents = nextLatents;
-                progress?.Report(new EditProgress(i + 1, T, active.Count, i < stop ? "candidates" : "finish"));
-
-                if (z0 is not null)
-                {
-                    Synchronize(dev);
-                    tCandidates = sw.Elapsed.TotalSeconds;
-                    using var decoded = DecodeBatched(z0);
-                    using var scores = ElectMath.Bis(condition.DecodedInput, decoded, relevance!);
-                    bis = scores.to(ScalarType.Float64).cpu().data<double>().ToArray();   // the one host sync
-                    if (options.CheckFinite && bis.Any(b => !double.IsFinite(b)))   // NaN/Inf anywhere upstream (model output, Tweedie, decode) reaches the BIS
-                        bis = RecoverBis(condition, z0, relevance!, bis, seeds, i + 1);
-                    int winner = 0;
-                    for (int k = 1; k < bis.Length; k++) if (bis[k] < bis[winner]) winner = k;
-                    best = seeds[winner];
-                    _log.LogDebug("step {Step}: BIS {Scores}; best seed {Seed}", i + 1,
-                        string.Join(", ", seeds.Select((s, k) => $"{s}={bis[k]:F5}")), best);
-                    if (!selection!.KeepAllSeeds && seeds.Count > 1)
-                    {
-                        var kept = latents[winner..(winner + 1)].clone().MoveToOuterDisposeScope();
-                        latents.Dispose();
-                        latents = kept;
-                        active = [winner];
-                    }
-                    stepNoise?.Dispose();
-                    stepNoise = null;
-                    tSelection = sw.Elapsed.TotalSeconds - tCandidates;
-                }
-            }
             Synchronize(dev);
-            if (selection is null) tCandidates = sw.Elapsed.TotalSeconds;
-            tFinish = sw.Elapsed.TotalSeconds - tCandidates - tSelection;
-
-            var images = new Dictionary<long, Tensor>();
-            var unit = FinalImages(latents, active.Select(k => seeds[k]).ToArray(), T, options.CheckFinite);
-            using (unit)
+            tCandidates = run.Clock.Elapsed.TotalSeconds;
+            // (b) select by BIS and prune
+            if (z0 is not null)
             {
-                for (int k = 0; k < active.Count; k++)
-                    images[seeds[active[k]]] = unit[k].clone().DetachFromDisposeScope();
+                (bis, best) = Select(run, z0);
+                tSelection = run.Clock.Elapsed.TotalSeconds - tCandidates;
             }
-            double tDecode = sw.Elapsed.TotalSeconds - tCandidates - tSelection - tFinish;
-            return new EditResult
-            {
-                Seeds = seeds.ToArray(),
-                Bis = bis,
-                BestSeed = best,
-                Images = images,
-                RelevanceMap = relevance?.to(ScalarType.Float32).cpu().DetachFromDisposeScope(),
-                Steps = T,
-                StoppingStep = selection?.StoppingStep,
-                AllSeedsKept = selection is null || selection.KeepAllSeeds,
-                ModelEvaluations = evaluations,
-                Times = new PhaseTimes(prepareTime.TotalSeconds, tCandidates, tSelection, tFinish, tDecode),
-            };
         }
-        finally
+        // (c) finish the kept candidates and decode
+        Finish(run);
+        Synchronize(dev);
+        double tFinish = run.Clock.Elapsed.TotalSeconds - tCandidates - tSelection;
+        var images = Decode(run);
+        double tDecode = run.Clock.Elapsed.TotalSeconds - tCandidates - tSelection - tFinish;
+        return new EditResult
         {
-            latents.Dispose();
-            stepNoise?.Dispose();
-            relevance?.Dispose();
-            foreach (var g in generators) g.Dispose();
+            Seeds = seeds.ToArray(),
+            Bis = bis,
+            BestSeed = best,
+            Images = images,
+            RelevanceMap = run.Relevance?.to(ScalarType.Float32).cpu().DetachFromDisposeScope(),
+            Steps = run.Steps,
+            StoppingStep = selection?.StoppingStep,
+            AllSeedsKept = selection is null || selection.KeepAllSeeds,
+            ModelEvaluations = run.Evaluations,
+            Times = new PhaseTimes(prepareTime.TotalSeconds, tCandidates, tSelection, tFinish, tDecode),
+        };
+    }
+
+    /// <summary>
+    /// The state of one run: the scheduler, the candidates still active with their latents and CPU generators,
+    /// the pre-drawn step noise, the relevance map and the evaluation count.
+    /// </summary>
+    private sealed class CandidateSet : IDisposable
+    {
+        public CandidateSet(EditingModel model, EditCondition condition, IReadOnlyList<long> seeds, EditOptions options,
+                            SelectionOptions? selection, IProgress<EditProgress>? progress, CancellationToken cancel)
+        {
+            Condition = condition;
+            Seeds = seeds;
+            Options = options;
+            Selection = selection;
+            Progress = progress;
+            Cancel = cancel;
+            Scheduler = model.CreateScheduler(options.InferenceSteps);
+            Steps = Scheduler.NumInferenceSteps;
+            Stop = selection?.StoppingStep ?? Steps;
+            TextGuidance = options.TextGuidance ?? model.DefaultTextGuidance;
+            var dev = model.Device;
+            Generators = seeds.Select(s => new Generator(unchecked((ulong)s))).ToArray();
+            Active = Enumerable.Range(0, seeds.Count).ToList();
+            LatentShape = [1, model.LatentChannels, condition.LatentHeight, condition.LatentWidth];
+            using (var init = cat(Generators.Select(g => randn(LatentShape, generator: g)).ToArray(), 0))
+                Latents = (init * Scheduler.InitNoiseSigma).to(dev);
+            Timesteps = tensor(Enumerable.Range(0, Steps).Select(Scheduler.Timestep).ToArray()).to(dev);
+            Clock = Stopwatch.StartNew();
+        }
+
+        public EditCondition Condition { get; }
+        public IReadOnlyList<long> Seeds { get; }
+        public EditOptions Options { get; }
+        public SelectionOptions? Selection { get; }
+        public IProgress<EditProgress>? Progress { get; }
+        public CancellationToken Cancel { get; }
+        public IDenoisingScheduler Scheduler { get; }
+        public int Steps { get; }
+        public int Stop { get; }
+        public float TextGuidance { get; }
+        public Generator[] Generators { get; }
+        public long[] LatentShape { get; }
+        public Tensor Timesteps { get; }
+        public Stopwatch Clock { get; }
+
+        /// <summary>Indices (into <see cref="Seeds"/>) of the candidates still denoised, in latent-batch order.</summary>
+        public List<int> Active { get; set; }
+        public Tensor Latents { get; set; }
+        public Tensor? Relevance { get; set; }
+        public long Evaluations { get; set; }
+
+        public void Dispose()
+        {
+            Latents.Dispose();
+            Relevance?.Dispose();
+            Timesteps.Dispose();
+            foreach (var g in Generators) g.Dispose();
         }
     }
+
+    /// <summary>
+    /// Denoises the active candidates over steps [from, to), accumulating the relevance map over the mask steps. When
+    /// <paramref name="to"/> is the stopping step of a selection run, returns the Tweedie estimates of its last step
+    /// (model space, every candidate), else null.
+    /// </summary>
+    private Tensor? Denoise(CandidateSet run, int from, int to)
+    {
+        var sched = run.Scheduler;
+        var selection = run.Selection;
+        using var stepNoise = sched.UsesStepNoise ? DrawNoise(run.Generators, run.Active, from, to, run.LatentShape, _model.Device) : null;
+        Tensor? z0 = null;
+        for (int i = from; i < to; i++)
+        {
+            run.Cancel.ThrowIfCancellationRequested();
+            bool wantMask = selection is not null && i >= selection.FirstMaskStep && i < selection.LastMaskStep;
+            run.Evaluations += run.Active.Count;
+            using var scope = NewDisposeScope();
+            var (guided, diffs) = Evaluate(run, i, wantMask);
+            if (wantMask)
+            {
+                var next = ElectMath.Accumulate(run.Relevance, ElectMath.StepMask(diffs!), i).MoveToOuterDisposeScope();
+                run.Relevance?.Dispose();
+                run.Relevance = next;
+            }
+            if (selection is not null && i == run.Stop - 1)
+                z0 = sched.PredictOriginal(guided, i, run.Latents).MoveToOuterDisposeScope();   // Tweedie estimate of every candidate
+            var nextLatents = sched.Step(guided, i, run.Latents, stepNoise?[i - from]).MoveToOuterDisposeScope();
+            run.Latents.Dispose();
+            run.Latents = nextLatents;
+            run.Progress?.Report(new EditProgress(i + 1, run.Steps, run.Active.Count, i < run.Stop ? "candidates" : "finish"));
+        }
+        return z0;
+    }
+
+    /// <summary>Scores every candidate by BIS on its decoded Tweedie estimate (the run's one host sync) and keeps the winner (or all).</summary>
+    private (double[] Bis, long Best) Select(CandidateSet run, Tensor z0)
+    {
+        var seeds = run.Seeds;
+        var selection = run.Selection!;
+        var relevance = run.Relevance!;
+        double[] bis;
+        using (var decoded = DecodeBatched(z0))
+        using (var scores = ElectMath.Bis(run.Condition.DecodedInput, decoded, relevance))
+            bis = scores.to(ScalarType.Float64).cpu().data<double>().ToArray();   // the one host sync
+        if (run.Options.CheckFinite && bis.Any(b => !double.IsFinite(b)))   // NaN/Inf anywhere upstream (model output, Tweedie, decode) reaches the BIS
+            bis = RecoverBis(run.Condition, z0, relevance, bis, seeds, run.Stop);
+        int winner = 0;
+        for (int k = 1; k < bis.Length; k++) if (bis[k] < bis[winner]) winner = k;
+        _log.LogDebug("step {Step}: BIS {Scores}; best seed {Seed}", run.Stop,
+            string.Join(", ", seeds.Select((s, k) => $"{s}={bis[k]:F5}")), seeds[winner]);
+        if (!selection.KeepAllSeeds && seeds.Count > 1)
+        {
+            var kept = run.Latents[winner..(winner + 1)].clone();
+            run.Latents.Dispose();
+            run.Latents = kept;
+            run.Active = [winner];
+        }
+        return (bis, seeds[winner]);
+    }
+
+    /// <summary>Denoises the kept candidates from the stopping step to the end (nothing for plain runs).</summary>
+    private void Finish(CandidateSet run)
+    {
+        using var none = Denoise(run, run.Stop, run.Steps);
+    }
+
+    /// <summary>The finished images of the kept candidates, per seed.</summary>
+    private Dictionary<long, Tensor> Decode(CandidateSet run)
+    {
+        var images = new Dictionary<long, Tensor>();
+        using var unit = FinalImages(run.Latents, run.Active.Select(k => run.Seeds[k]).ToArray(), run.Steps, run.Options.CheckFinite);
+        for (int k = 0; k < run.Active.Count; k++)
+            images[run.Seeds[run.Active[k]]] = unit[k].clone().DetachFromDisposeScope();
+        return images;
+    }
+
+    /// <summary>
+    /// Guided prediction for every active candidate: [n,C,h,w] float32, plus (when asked) the
+    /// normalised noise-difference maps [n,h,w], in micro-batches of the model-call batcher.
+    /// </summary>
+    private (Tensor Guided, Tensor? Diffs) Evaluate(CandidateSet run, int step, bool wantDiffs)
+    {
+        var latents = run.Latents;
+        var timestep = run.Timesteps[step];
+        var outputs = _modelCalls.Map(latents.shape[0], (start, len) =>
+        {
+            var scaled = run.Scheduler.ScaleModelInput(latents.narrow(0, start, len), step).to(_model.DType);
+            var p = _model.PredictGuided(run.Condition, scaled, timestep, run.TextGuidance, run.Options.ImageGuidance);
+            var guided = p.Guided.to(ScalarType.Float32);
+            return wantDiffs ? [guided, ElectMath.NoiseDifference(p.Text, p.Image)] : [guided];
+        });
+        return (outputs[0], wantDiffs ? outputs[1] : null);
+    }
+
+    /// <summary>Decodes latents in micro-batches of the decode batcher.</summary>
+    private Tensor DecodeBatched(Tensor latents) =>
+        _decodes.Map(latents.shape[0], (start, len) => [_model.DecodeLatents(latents.narrow(0, start, len))])[0];
 
     /// <summary>
     /// The final images [n,H,W,3] in [0,1] on the CPU, checked for NaN/Inf on the host after the copy that
@@ -289,12 +379,12 @@ public sealed class ElectEngine
 
     /// <summary>
     /// Pre-draws the step noise of steps [from, to) for the given candidates, in each generator's own
-    /// order, as one [to-from, n, C, h, w] tensor moved to the device in one copy.
+    /// order, as one [to-from, n, C, h, w] tensor moved to the device in one copy (null for an empty range).
     /// </summary>
-    private static Tensor DrawNoise(Generator[] generators, List<int> active, int from, int to, long[] shape, Device dev)
+    private static Tensor? DrawNoise(Generator[] generators, List<int> active, int from, int to, long[] shape, Device dev)
     {
         int steps = to - from;
-        if (steps <= 0) return empty([0, active.Count, shape[1], shape[2], shape[3]], device: dev);
+        if (steps <= 0) return null;
         using var host = empty([active.Count, steps, shape[1], shape[2], shape[3]]);
         for (int k = 0; k < active.Count; k++)
         {
@@ -304,72 +394,6 @@ public sealed class ElectEngine
         using var stepsFirst = host.transpose(0, 1).contiguous();
         return stepsFirst.to(dev);
     }
-
-    /// <summary>
-    /// Guided prediction for every active candidate: [n,C,h,w] float32, plus (when asked) the
-    /// normalised noise-difference maps [n,h,w]. Candidates are split into chunks of at most
-    /// MaxBatch; a CUDA out-of-memory halves the chunk and retries.
-    /// </summary>
-    private (Tensor Guided, Tensor? Diffs) Evaluate(EditCondition cond, IDenoisingScheduler sched, Tensor latents, int step,
-                                                    Tensor timestep, float gText, float gImage, bool wantDiffs)
-    {
-        long n = latents.shape[0];
-        while (true)
-        {
-            long chunk = Math.Min(n, _batch ?? n);
-            // each attempt owns its tensors, so a failed (out-of-memory) attempt frees them before the retry
-            using var attempt = NewDisposeScope();
-            try
-            {
-                var guided = new List<Tensor>();
-                var diffs = new List<Tensor>();
-                for (long start = 0; start < n; start += chunk)
-                {
-                    long len = Math.Min(chunk, n - start);
-                    var scaled = sched.ScaleModelInput(latents.narrow(0, start, len), step).to(_model.DType);
-                    var p = _model.PredictGuided(cond, scaled, timestep, gText, gImage);
-                    guided.Add(p.Guided.to(ScalarType.Float32));
-                    if (wantDiffs) diffs.Add(ElectMath.NoiseDifference(p.Text, p.Image));
-                }
-                var allGuided = (guided.Count == 1 ? guided[0] : cat(guided, 0)).MoveToOuterDisposeScope();
-                var allDiffs = wantDiffs ? (diffs.Count == 1 ? diffs[0] : cat(diffs, 0)).MoveToOuterDisposeScope() : null;
-                return (allGuided, allDiffs);
-            }
-            catch (Exception e) when (IsOutOfMemory(e) && chunk > 1)
-            {
-                _batch = (int)Math.Max(1, chunk / 2);
-                _log.LogWarning("out of memory with {Chunk} candidates per model call; retrying with {Batch}", chunk, _batch);
-                GC.Collect();
-            }
-        }
-    }
-
-    /// <summary>Decodes latents in chunks of at most the decode batch (halved on out-of-memory).</summary>
-    private Tensor DecodeBatched(Tensor latents)
-    {
-        long n = latents.shape[0];
-        while (true)
-        {
-            long chunk = Math.Min(n, _decodeBatch ?? n);
-            try
-            {
-                using var scope = NewDisposeScope();
-                var parts = new List<Tensor>();
-                for (long start = 0; start < n; start += chunk)
-                    parts.Add(_model.DecodeLatents(latents.narrow(0, start, Math.Min(chunk, n - start))));
-                return (parts.Count == 1 ? parts[0] : cat(parts, 0)).MoveToOuterDisposeScope();
-            }
-            catch (Exception e) when (IsOutOfMemory(e) && chunk > 1)
-            {
-                _decodeBatch = (int)Math.Max(1, chunk / 2);
-                _log.LogWarning("out of memory decoding {Chunk} images at once; retrying with {Batch}", chunk, _decodeBatch);
-                GC.Collect();
-            }
-        }
-    }
-
-    private static bool IsOutOfMemory(Exception e) =>
-        e.Message.Contains("out of memory", StringComparison.OrdinalIgnoreCase);
 
     internal static void Synchronize(Device device)
     {
