@@ -79,10 +79,21 @@ public abstract class ThreeBranchConditioning : FamilyConditioning
     private readonly Dictionary<(int, long), Tensor> _cache = [];
     private readonly List<(Tensor Instruction, Tensor Empty)> _prompts = [];
 
+    private readonly int _hidden;
+
     /// <param name="imageLatents">Image-conditioning latents [1, C_img, h, w] in the model dtype.</param>
-    protected ThreeBranchConditioning(Tensor imageLatents) => ImageLatents = imageLatents;
+    /// <param name="instruction">The instruction's prompt embeddings (encoder hidden states) [1, L, D].</param>
+    /// <param name="empty">The empty prompt's [1, L, D].</param>
+    protected ThreeBranchConditioning(Tensor imageLatents, Tensor instruction, Tensor empty)
+    {
+        ImageLatents = imageLatents;
+        _hidden = AddPrompt(instruction, empty);
+    }
 
     public Tensor ImageLatents { get; }
+
+    /// <summary>The prompt embeddings (encoder hidden states) of n candidates' branch batch [3n, L, D].</summary>
+    public Tensor HiddenStatesFor(long n) => PromptFor(_hidden, n);
 
     /// <summary>Whether the third branch reads the instruction's prompt (else the empty prompt's).</summary>
     protected abstract bool ThirdBranchReadsInstruction { get; }

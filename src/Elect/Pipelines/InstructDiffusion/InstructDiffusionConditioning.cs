@@ -9,16 +9,10 @@ namespace Elect.Pipelines.InstructDiffusion;
 /// </summary>
 public sealed class InstructDiffusionConditioning : ThreeBranchConditioning
 {
-    private readonly int _hidden;
-
     /// <param name="imageLatents">Image-conditioning latents [1, 4, h, w] (model dtype).</param>
     /// <param name="instruction">The instruction's CLIP hidden states [1, 77, D].</param>
     /// <param name="empty">The empty prompt's [1, 77, D].</param>
-    public InstructDiffusionConditioning(Tensor imageLatents, Tensor instruction, Tensor empty) : base(imageLatents) =>
-        _hidden = AddPrompt(instruction, empty);
-
-    /// <summary>The CLIP hidden states of n candidates' branch batch [3n, 77, D].</summary>
-    public Tensor HiddenStatesFor(long n) => PromptFor(_hidden, n);
+    public InstructDiffusionConditioning(Tensor imageLatents, Tensor instruction, Tensor empty) : base(imageLatents, instruction, empty) { }
 
     protected override bool ThirdBranchReadsInstruction => true;
 

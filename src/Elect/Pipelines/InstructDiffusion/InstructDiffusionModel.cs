@@ -23,23 +23,17 @@ namespace Elect.Pipelines.InstructDiffusion;
 /// <c>(1 / s) * z</c>, including the decoded input the BIS compares against; 8-bit images are truncated,
 /// not rounded.
 /// </summary>
-public sealed class InstructDiffusionModel : VaeEditingModel
+public sealed class InstructDiffusionModel : ClipUnetEditingModel
 {
     private readonly Tensor _alphasCumprod;
 
-    /// <summary>Null for a model built without text encoding (benchmarks feed embeddings directly).</summary>
-    public ClipTokenizer? Tokenizer { get; }
-    public ClipTextModel? TextEncoder { get; }
-    public UNet2DConditionModel Unet { get; }
     public LdmConfig Config { get; }
 
     private InstructDiffusionModel(LdmConfig config, ClipTokenizer? tokenizer, ClipTextModel? text, UNet2DConditionModel unet,
-                                   AutoencoderKL vae, Tensor alphasCumprod, Device device, ScalarType dtype) : base(vae, device, dtype)
+                                   AutoencoderKL vae, Tensor alphasCumprod, Device device, ScalarType dtype)
+        : base(tokenizer, text, unet, vae, device, dtype)
     {
         Config = config;
-        Tokenizer = tokenizer;
-        TextEncoder = text;
-        Unet = unet;
         _alphasCumprod = alphasCumprod;
         if (unet.InChannels != 2 * vae.LatentChannels)
             throw new InvalidDataException($"{config.Source}: UNet in_channels {unet.InChannels} is not twice the VAE's latent channels {vae.LatentChannels}");
@@ -51,7 +45,6 @@ public sealed class InstructDiffusionModel : VaeEditingModel
         => new(config, tokenizer, textEncoder, unet, vae, ComputeAlphasCumprod(config), device, dtype);
 
     public override string Name => "instructdiffusion";
-    public override int DownsampleFactor => Vae.DownsampleFactor;
     public override float DefaultTextGuidance => 7.5f;
 
     /// <summary>The model's <c>alphas_cumprod</c> (float32, CPU): the checkpoint's buffer when it has one (as the reference's non-strict load uses it), else computed from the config.</summary>
@@ -268,21 +261,8 @@ public sealed class InstructDiffusionModel : VaeEditingModel
 
     public override IDenoisingScheduler CreateScheduler(int steps) => new KDiffusionEulerAncestral(_alphasCumprod, steps);
 
-    public override EditCondition Prepare(RgbImage image, string instruction, RgbImage? mask = null)
-    {
-        if (mask is not null) throw new NotSupportedException($"{Name} takes no mask image");
-        if (Tokenizer is null || TextEncoder is null) throw new InvalidOperationException("this model was built without a text encoder");
-        using var noGrad = no_grad();
-        using var ids = Tokenizer.EncodeBatch([instruction, ""]);
-        using var idsOnDevice = ids.to(Device);
-        using var encoded = TextEncoder.call(idsOnDevice);
-        using var text = encoded.LastHiddenState[0..1];
-        using var empty = encoded.LastHiddenState[1..2];
-        return PrepareWithEmbeddings(image, text, empty);
-    }
-
     /// <summary>Conditioning from given prompt embeddings ([1, 77, D] for the instruction and for the empty prompt).</summary>
-    public EditCondition PrepareWithEmbeddings(RgbImage image, Tensor text, Tensor empty)
+    public override EditCondition PrepareWithEmbeddings(RgbImage image, Tensor text, Tensor empty)
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
@@ -294,13 +274,6 @@ public sealed class InstructDiffusionModel : VaeEditingModel
             LatentHeight = latents.shape[2],
             LatentWidth = latents.shape[3],
         }.Owned();
-    }
-
-    public override Tensor Forward(EditCondition condition, Tensor modelInput, Tensor timestep)
-    {
-        using var noGrad = no_grad();
-        var c = (InstructDiffusionConditioning)condition.Conditioning;
-        return Unet.call(modelInput, timestep, c.HiddenStatesFor(modelInput.shape[0] / 3));
     }
 
     /// <summary>decode_first_stage's <c>(1 / scale_factor) * z</c> (a multiplication, as the reference computes it).</summary>
@@ -316,11 +289,8 @@ public sealed class InstructDiffusionModel : VaeEditingModel
 
     protected override void Dispose(bool disposing)
     {
-        if (!disposing) return;
-        TextEncoder?.Dispose();
-        Unet.Dispose();
-        Vae.Dispose();
-        _alphasCumprod.Dispose();
+        base.Dispose(disposing);
+        if (disposing) _alphasCumprod.Dispose();
     }
 }
 

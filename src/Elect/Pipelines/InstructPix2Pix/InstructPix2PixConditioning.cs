@@ -9,16 +9,10 @@ namespace Elect.Pipelines.InstructPix2Pix;
 /// </summary>
 public class InstructPix2PixConditioning : ThreeBranchConditioning
 {
-    private readonly int _hidden;
-
     /// <param name="imageLatents">Image-conditioning latents [1, C_img, h, w] (model dtype).</param>
     /// <param name="instruction">The instruction's prompt embeddings [1, L, D].</param>
     /// <param name="empty">The empty prompt's [1, L, D].</param>
-    public InstructPix2PixConditioning(Tensor imageLatents, Tensor instruction, Tensor empty) : base(imageLatents) =>
-        _hidden = AddPrompt(instruction, empty);
-
-    /// <summary>The prompt embeddings (encoder hidden states) of n candidates' branch batch [3n, L, D].</summary>
-    public Tensor HiddenStatesFor(long n) => PromptFor(_hidden, n);
+    public InstructPix2PixConditioning(Tensor imageLatents, Tensor instruction, Tensor empty) : base(imageLatents, instruction, empty) { }
 
     protected override bool ThirdBranchReadsInstruction => false;
 

@@ -17,23 +17,16 @@ namespace Elect.Pipelines.InstructPix2Pix;
 /// [text, empty, empty], image latents = posterior mode (unscaled) with zeros for the
 /// unconditional branch, final latents decoded after dividing by the VAE scaling factor.
 /// </summary>
-public sealed class InstructPix2PixModel : VaeEditingModel
+public sealed class InstructPix2PixModel : ClipUnetEditingModel
 {
     private readonly string _name;
     private readonly ModelConfig _schedulerConfig;
 
-    /// <summary>Null for a model built without text encoding (benchmarks feed embeddings directly).</summary>
-    public ClipTokenizer? Tokenizer { get; }
-    public ClipTextModel? TextEncoder { get; }
-    public UNet2DConditionModel Unet { get; }
-
     private InstructPix2PixModel(string name, ClipTokenizer? tokenizer, ClipTextModel? textEncoder, UNet2DConditionModel unet,
-                                 AutoencoderKL vae, ModelConfig schedulerConfig, Device device, ScalarType dtype) : base(vae, device, dtype)
+                                 AutoencoderKL vae, ModelConfig schedulerConfig, Device device, ScalarType dtype)
+        : base(tokenizer, textEncoder, unet, vae, device, dtype)
     {
         _name = name;
-        Tokenizer = tokenizer;
-        TextEncoder = textEncoder;
-        Unet = unet;
         _schedulerConfig = schedulerConfig;
         var inChannels = unet.InChannels;
         if (inChannels != 2 * vae.LatentChannels)
@@ -58,7 +51,6 @@ public sealed class InstructPix2PixModel : VaeEditingModel
         => new(name, tokenizer, textEncoder, unet, vae, schedulerConfig, device, dtype);
 
     public override string Name => _name;
-    public override int DownsampleFactor => Vae.DownsampleFactor;
     public override float DefaultTextGuidance => 7.5f;
 
     public override IDenoisingScheduler CreateScheduler(int steps)
@@ -68,21 +60,8 @@ public sealed class InstructPix2PixModel : VaeEditingModel
         return s;
     }
 
-    public override EditCondition Prepare(RgbImage image, string instruction, RgbImage? mask = null)
-    {
-        if (mask is not null) throw new NotSupportedException($"{Name} takes no mask image");
-        if (Tokenizer is null || TextEncoder is null) throw new InvalidOperationException("this model was built without a text encoder");
-        using var noGrad = no_grad();
-        using var ids = Tokenizer.EncodeBatch([instruction, ""]);
-        using var idsOnDevice = ids.to(Device);
-        using var encoded = TextEncoder.call(idsOnDevice);
-        using var text = encoded.LastHiddenState[0..1];
-        using var empty = encoded.LastHiddenState[1..2];
-        return PrepareWithEmbeddings(image, text, empty);
-    }
-
     /// <summary>Conditioning from given prompt embeddings ([1, L, D] for the instruction and for the empty prompt).</summary>
-    public EditCondition PrepareWithEmbeddings(RgbImage image, Tensor text, Tensor empty)
+    public override EditCondition PrepareWithEmbeddings(RgbImage image, Tensor text, Tensor empty)
     {
         using var scope = NewDisposeScope();
         var latents = EncodeImage(image);
@@ -93,20 +72,5 @@ public sealed class InstructPix2PixModel : VaeEditingModel
             LatentHeight = latents.shape[2],
             LatentWidth = latents.shape[3],
         }.Owned();
-    }
-
-    public override Tensor Forward(EditCondition condition, Tensor modelInput, Tensor timestep)
-    {
-        using var noGrad = no_grad();
-        var c = (InstructPix2PixConditioning)condition.Conditioning;
-        return Unet.call(modelInput, timestep, c.HiddenStatesFor(modelInput.shape[0] / 3));
-    }
-
-    protected override void Dispose(bool disposing)
-    {
-        if (!disposing) return;
-        TextEncoder?.Dispose();
-        Unet.Dispose();
-        Vae.Dispose();
     }
 }
