@@ -75,28 +75,19 @@ public sealed class LdmConfig
         if (p["given_betas"] is not null) throw new NotSupportedException($"{source}: model.params.given_betas is not supported");
         int channels = r.OptInt(p, "channels", 3, "model.params.channels");
 
-        var unetCfg = r.Obj(p, "unet_config", "model.params.unet_config");
-        var unetTarget = r.Str(unetCfg, "target", "model.params.unet_config.target");
-        if (!unetTarget.EndsWith("openaimodel.UNetModel", StringComparison.Ordinal))
-            throw new NotSupportedException($"{source}: model.params.unet_config.target '{unetTarget}' is not ldm.modules.diffusionmodules.openaimodel.UNetModel");
+        var unetCfg = Component(r, p, "unet_config", "openaimodel.UNetModel", "ldm.modules.diffusionmodules.openaimodel.UNetModel");
         var unet = ReadUnet(r, r.Obj(unetCfg, "params", "model.params.unet_config.params"));
         if (unet.OutChannels != channels)
             throw new InvalidDataException($"{source}: unet out_channels {unet.OutChannels} differs from model.params.channels {channels}");
 
-        var vaeCfg = r.Obj(p, "first_stage_config", "model.params.first_stage_config");
-        var vaeTarget = r.Str(vaeCfg, "target", "model.params.first_stage_config.target");
-        if (!vaeTarget.EndsWith("autoencoder.AutoencoderKL", StringComparison.Ordinal))
-            throw new NotSupportedException($"{source}: model.params.first_stage_config.target '{vaeTarget}' is not ldm.models.autoencoder.AutoencoderKL");
+        var vaeCfg = Component(r, p, "first_stage_config", "autoencoder.AutoencoderKL", "ldm.models.autoencoder.AutoencoderKL");
         var vae = ReadVae(r, r.Obj(vaeCfg, "params", "model.params.first_stage_config.params"));
         if (vae.EmbedDim != channels)
             throw new InvalidDataException($"{source}: first stage embed_dim {vae.EmbedDim} differs from model.params.channels {channels}");
         if (unet.InChannels != 2 * vae.EmbedDim)
             throw new InvalidDataException($"{source}: unet in_channels {unet.InChannels} is not noisy + image latents (2 x {vae.EmbedDim})");
 
-        var condCfg = r.Obj(p, "cond_stage_config", "model.params.cond_stage_config");
-        var condTarget = r.Str(condCfg, "target", "model.params.cond_stage_config.target");
-        if (!condTarget.EndsWith("FrozenCLIPEmbedder", StringComparison.Ordinal))
-            throw new NotSupportedException($"{source}: model.params.cond_stage_config.target '{condTarget}' is not ldm.modules.encoders.modules.FrozenCLIPEmbedder");
+        var condCfg = Component(r, p, "cond_stage_config", "FrozenCLIPEmbedder", "ldm.modules.encoders.modules.FrozenCLIPEmbedder");
         if (condCfg["params"] is JsonObject cp && cp["max_length"] is not null && r.OptInt(cp, "max_length", 77, "cond_stage_config.params.max_length") != 77)
             throw new NotSupportedException($"{source}: model.params.cond_stage_config.params.max_length must be 77");
 
@@ -264,6 +255,16 @@ public sealed class LdmConfig
     }
 
     /// <summary>Typed access into the converted YAML tree with errors naming the file and key path.</summary>
+    /// <summary>The sub-config <c>model.params.&lt;key&gt;</c>, whose <c>target</c> must end with <paramref name="suffix"/> (the class <paramref name="expected"/>).</summary>
+    private static JsonObject Component(Reader r, JsonObject modelParams, string key, string suffix, string expected)
+    {
+        var cfg = r.Obj(modelParams, key, $"model.params.{key}");
+        var target = r.Str(cfg, "target", $"model.params.{key}.target");
+        if (!target.EndsWith(suffix, StringComparison.Ordinal))
+            throw new NotSupportedException($"{r.Source}: model.params.{key}.target '{target}' is not {expected}");
+        return cfg;
+    }
+
     private sealed class Reader(string source)
     {
         public string Source => source;
