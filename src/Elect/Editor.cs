@@ -40,11 +40,14 @@ public sealed class Editor : IDisposable
 
     private readonly ILogger _log;
 
+    /// <summary>The registry entry the model was loaded as.</summary>
+    public ModelFamily Family { get; }
     public EditingModel Model { get; }
     public ElectEngine Engine { get; }
 
-    private Editor(EditingModel model, ILogger log)
+    private Editor(ModelFamily family, EditingModel model, ILogger log)
     {
+        Family = family;
         Model = model;
         _log = log;
         Engine = new ElectEngine(model, log);
@@ -62,7 +65,7 @@ public sealed class Editor : IDisposable
         var log = logger ?? NullLogger.Instance;
         var entry = ModelFamilies.Get(family);
         var model = entry.Load(new FamilyLoadRequest(folder, tokenizerPath ?? entry.DefaultTokenizerPath, device, dtype, log));
-        return new Editor(model, log);
+        return new Editor(entry, model, log);
     }
 
     /// <summary>

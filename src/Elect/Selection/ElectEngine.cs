@@ -162,6 +162,7 @@ public sealed class ElectEngine
         public CandidateSet(EditingModel model, EditCondition condition, IReadOnlyList<long> seeds, EditOptions options,
                             SelectionOptions? selection, IProgress<EditProgress>? progress, CancellationToken cancel)
         {
+            Clock = Stopwatch.StartNew();
             Condition = condition;
             Seeds = seeds;
             Options = options;
@@ -179,7 +180,6 @@ public sealed class ElectEngine
             using (var init = cat(Generators.Select(g => randn(LatentShape, generator: g)).ToArray(), 0))
                 Latents = (init * Scheduler.InitNoiseSigma).to(dev);
             Timesteps = tensor(Enumerable.Range(0, Steps).Select(Scheduler.Timestep).ToArray()).to(dev);
-            Clock = Stopwatch.StartNew();
         }
 
         public EditCondition Condition { get; }
