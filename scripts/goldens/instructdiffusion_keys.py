@@ -4,7 +4,7 @@ LDM names and shapes come from InstructDiffusion's own modules built (on the met
 memory) from its configs/instruct_diffusion.yaml; the diffusers name each of them gets comes from
 diffusers' single-file conversion (loaders/single_file_utils.py: create_*_diffusers_config_from_ldm,
 convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint, convert_ldm_clip_checkpoint), traced by
-giving every tensor a distinct value. The port's own mapping (src/Elect/InstructDiffusion/LdmKeys.cs)
+giving every tensor a distinct value. The port's own mapping (src/Elect/Pipelines/InstructDiffusion/LdmKeys.cs)
 is checked against this list at full size without building the 1B-parameter model.
 
 Run (from the repository root):

@@ -1,12 +1,13 @@
 using System.CommandLine;
+using Elect.Pipelines;
 
 namespace Elect.Cli;
 
 /// <summary>The options shared by run-single and run-dataset (named like the reference's flags).</summary>
 internal sealed class CliOptions
 {
-    public readonly Option<string> Model = new("--model") { Description = "Model family: instructpix2pix, magicbrush, ultraedit or instructdiffusion", DefaultValueFactory = _ => "instructpix2pix" };
-    public readonly Option<string?> ModelPath = new("--model-path") { Description = "diffusers-format checkpoint folder (default: checkpoints/<model>); for instructdiffusion the single-file checkpoint (default: checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt)" };
+    public readonly Option<string> Model = new("--model") { Description = $"Model family: {ModelFamilies.NamesInProse()}", DefaultValueFactory = _ => "instructpix2pix" };
+    public readonly Option<string?> ModelPath = new("--model-path") { Description = "diffusers-format checkpoint folder (default: checkpoints/<model>)" + string.Concat(ModelFamilies.All.Where(f => f.Checkpoint == CheckpointLayout.SingleFile).Select(f => $"; for {f.Name} the single-file checkpoint (default: {f.DefaultCheckpoint})")) };
     public readonly Option<string?> TokenizerPath = new("--tokenizer-path") { Description = "instructdiffusion: CLIP tokenizer + config.json folder (default: checkpoints/clip-vit-large-patch14)" };
     public readonly Option<string> OutputDir = new("--output-dir") { Description = "Where outputs are written", DefaultValueFactory = _ => "./outputs" };
     public readonly Option<int> Resolution = new("--resolution") { Description = "Longer image side before editing (sides become multiples of 64)", DefaultValueFactory = _ => 512 };

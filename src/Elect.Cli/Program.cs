@@ -8,6 +8,7 @@ using Elect.Datasets;
 using Elect.Editing;
 using Elect.Imaging;
 using Elect.Modeling;
+using Elect.Selection;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;

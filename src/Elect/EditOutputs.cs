@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Elect.Editing;
 using Elect.Imaging;
+using Elect.Selection;
 
 namespace Elect;
 

@@ -1,11 +1,7 @@
 using System.Diagnostics;
-using System.Text.Json;
-using Elect.Editing;
 using Elect.Imaging;
-using Elect.InstructDiffusion;
-using Elect.InstructPix2Pix;
-using Elect.Modeling;
-using Elect.UltraEdit;
+using Elect.Pipelines;
+using Elect.Selection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using static TorchSharp.torch;
@@ -27,35 +23,31 @@ namespace Elect;
 /// </example>
 public sealed class Editor : IDisposable
 {
-    /// <summary>Supported <c>--model</c> names.</summary>
-    public static readonly IReadOnlyList<string> Families = ["instructpix2pix", "magicbrush", "ultraedit", "instructdiffusion"];
+    /// <summary>Supported <c>--model</c> names (the <see cref="ModelFamilies"/> registry's).</summary>
+    public static IReadOnlyList<string> Families => ModelFamilies.Names;
 
     /// <summary>Where <c>--model instructdiffusion</c> looks for the CLIP tokenizer and text-encoder config by default.</summary>
-    public const string DefaultClipFolder = "checkpoints/clip-vit-large-patch14";
+    public const string DefaultClipFolder = ModelFamilies.DefaultClipFolder;
 
     /// <summary>
     /// The default checkpoint of a family: <c>checkpoints/&lt;family&gt;</c>; for instructdiffusion the reference's
     /// <c>checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt</c>, or its <c>.safetensors</c> conversion when that is there.
     /// </summary>
-    public static string DefaultCheckpointPath(string family)
-    {
-        if (family != "instructdiffusion") return Path.Combine("checkpoints", family);
-        const string ckpt = "checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt";
-        var converted = Path.ChangeExtension(ckpt, ".safetensors");
-        return File.Exists(converted) ? converted : ckpt;
-    }
+    public static string DefaultCheckpointPath(string family) => ModelFamilies.Get(family).DefaultCheckpointPath();
 
     /// <summary>The reference's default text guidance of a family (7.0 UltraEdit, 7.5 the SD 1.x families), without loading it.</summary>
-    public static float DefaultTextGuidance(string family) =>
-        family.Trim().Equals("ultraedit", StringComparison.OrdinalIgnoreCase) ? 7.0f : 7.5f;
+    public static float DefaultTextGuidance(string family) => ModelFamilies.Get(family).DefaultTextGuidance;
 
     private readonly ILogger _log;
 
+    /// <summary>The registry entry the model was loaded as.</summary>
+    public ModelFamily Family { get; }
     public EditingModel Model { get; }
     public ElectEngine Engine { get; }
 
-    private Editor(EditingModel model, ILogger log)
+    private Editor(ModelFamily family, EditingModel model, ILogger log)
     {
+        Family = family;
         Model = model;
         _log = log;
         Engine = new ElectEngine(model, log);
@@ -71,48 +63,9 @@ public sealed class Editor : IDisposable
     public static Editor Load(string folder, string family, Device device, ScalarType dtype, ILogger? logger = null, string? tokenizerPath = null)
     {
         var log = logger ?? NullLogger.Instance;
-        family = family.Trim().ToLowerInvariant();
-        if (!Families.Contains(family))
-            throw new ArgumentException($"unknown model '{family}' (expected one of: {string.Join(", ", Families)})");
-        if (family == "instructdiffusion")
-            return LoadInstructDiffusion(folder, tokenizerPath ?? DefaultClipFolder, device, dtype, log);
-        if (tokenizerPath is not null)
-            throw new ArgumentException($"--tokenizer-path is for --model instructdiffusion; {family} checkpoints carry their own tokenizer");
-        if (!Directory.Exists(folder))
-            throw new DirectoryNotFoundException($"checkpoint folder not found: {folder} (place a diffusers-format checkpoint there or pass --model-path)");
-        var indexPath = Path.Combine(folder, "model_index.json");
-        if (!File.Exists(indexPath))
-            throw new FileNotFoundException($"{folder} is not a diffusers checkpoint folder: missing model_index.json", indexPath);
-        var index = ModelConfig.Load(indexPath);
-        var className = index.String("_class_name", "");
-        bool isSd3 = index.Has("transformer");
-        bool isUnet = index.Has("unet");
-        if (family == "ultraedit" && !isSd3)
-            throw new InvalidDataException($"{indexPath}: '{className}' has no transformer component; --model ultraedit needs an SD3-style (UltraEdit) checkpoint");
-        if (family != "ultraedit" && !isUnet)
-            throw new InvalidDataException($"{indexPath}: '{className}' has no unet component; --model {family} needs an InstructPix2Pix-style checkpoint");
-        TorchRuntime.Initialize(device);
-        var sw = Stopwatch.StartNew();
-        EditingModel model = family == "ultraedit"
-            ? UltraEditModel.Load(folder, device, dtype)
-            : InstructPix2PixModel.Load(folder, family, device, dtype);
-        log.LogInformation("loaded {Family} from {Folder} on {Device} ({DType}) in {Seconds:F1} s", family, folder, device, dtype, sw.Elapsed.TotalSeconds);
-        return new Editor(model, log);
-    }
-
-    private static Editor LoadInstructDiffusion(string checkpoint, string tokenizerPath, Device device, ScalarType dtype, ILogger log)
-    {
-        if (Directory.Exists(checkpoint))
-            throw new ArgumentException($"{checkpoint} is a folder; --model instructdiffusion takes the single-file checkpoint (e.g. checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt)");
-        if (!Directory.Exists(tokenizerPath))
-            throw new DirectoryNotFoundException($"CLIP tokenizer folder not found: {tokenizerPath} (openai/clip-vit-large-patch14's tokenizer files and config.json; pass --tokenizer-path)");
-        TorchRuntime.Initialize(device);
-        var sw = Stopwatch.StartNew();
-        var config = InstructDiffusionModel.DefaultConfigPath(checkpoint);
-        var model = InstructDiffusionModel.Load(checkpoint, tokenizerPath, device, dtype, config);
-        log.LogInformation("loaded instructdiffusion from {File} ({Config}) on {Device} ({DType}) in {Seconds:F1} s", checkpoint,
-            config ?? "built-in instruct_diffusion.yaml values", device, dtype, sw.Elapsed.TotalSeconds);
-        return new Editor(model, log);
+        var entry = ModelFamilies.Get(family);
+        var model = entry.Load(new FamilyLoadRequest(folder, tokenizerPath ?? entry.DefaultTokenizerPath, device, dtype, log));
+        return new Editor(entry, model, log);
     }
 
     /// <summary>

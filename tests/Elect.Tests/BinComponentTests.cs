@@ -1,5 +1,6 @@
 using Elect.Modeling;
-using Elect.UltraEdit;
+using Elect.Models.TextEncoders;
+using Elect.Models.Transformers;
 using Xunit;
 using static TorchSharp.torch;
 

@@ -1,10 +1,11 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Elect.InstructPix2Pix;
 using Elect.Modeling;
-using Elect.Text;
-using Elect.UltraEdit;
-using Elect.Vae;
+using Elect.Models.Autoencoders;
+using Elect.Models.TextEncoders;
+using Elect.Models.Transformers;
+using Elect.Models.Unets;
+using Elect.Schedulers;
 using TorchSharp;
 using Xunit;
 

@@ -1,5 +1,5 @@
-using Elect.Editing;
 using Elect.Modeling;
+using Elect.Selection;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;

@@ -1,5 +1,7 @@
-using Elect.Editing;
 using Elect.Imaging;
+using Elect.Pipelines;
+using Elect.Schedulers;
+using Elect.Selection;
 using Xunit;
 using static TorchSharp.torch;
 

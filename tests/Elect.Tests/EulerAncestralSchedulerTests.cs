@@ -1,5 +1,5 @@
-using Elect.InstructPix2Pix;
 using Elect.Modeling;
+using Elect.Schedulers;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;

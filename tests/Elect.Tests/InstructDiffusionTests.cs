@@ -1,9 +1,11 @@
 using System.Text.Json.Nodes;
 using Elect.Cli;
-using Elect.Editing;
 using Elect.Imaging;
-using Elect.InstructDiffusion;
 using Elect.Modeling;
+using Elect.Models.TextEncoders;
+using Elect.Pipelines.InstructDiffusion;
+using Elect.Schedulers;
+using Elect.Selection;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;

@@ -1,6 +1,6 @@
 using System.Text.Json;
-using Elect.Editing;
 using Elect.Imaging;
+using Elect.Selection;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Elect.Datasets;
-using Elect.Editing;
+using Elect.Selection;
 using TorchSharp;
 using Xunit;
 

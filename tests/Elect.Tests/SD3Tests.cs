@@ -1,5 +1,6 @@
 using Elect.Modeling;
-using Elect.UltraEdit;
+using Elect.Models.Transformers;
+using Elect.Schedulers;
 using TorchSharp;
 using Xunit;
 using Xunit.Abstractions;

@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
-using Elect.Text;
-using Elect.UltraEdit;
+using Elect.Modeling;
+using Elect.Models.TextEncoders;
 using TorchSharp;
 using Xunit;
 using Xunit.Abstractions;

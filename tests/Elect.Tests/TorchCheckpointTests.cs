@@ -2,7 +2,7 @@ using System.IO.Compression;
 using System.Numerics;
 using System.Text;
 using Elect.Modeling;
-using Elect.Vae;
+using Elect.Models.Autoencoders;
 using TorchSharp;
 using TorchSharp.Modules;
 using Xunit;

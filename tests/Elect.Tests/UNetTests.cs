@@ -1,5 +1,5 @@
-using Elect.InstructPix2Pix;
 using Elect.Modeling;
+using Elect.Models.Unets;
 using TorchSharp;
 using Xunit;
 using Xunit.Abstractions;

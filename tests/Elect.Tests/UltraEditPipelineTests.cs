@@ -1,6 +1,6 @@
-using Elect.Editing;
 using Elect.Imaging;
-using Elect.UltraEdit;
+using Elect.Pipelines.UltraEdit;
+using Elect.Selection;
 using Xunit;
 using static TorchSharp.torch;
 

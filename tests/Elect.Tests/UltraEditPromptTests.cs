@@ -1,7 +1,7 @@
-using Elect.Editing;
 using Elect.Imaging;
 using Elect.Modeling;
-using Elect.UltraEdit;
+using Elect.Pipelines.UltraEdit;
+using Elect.Selection;
 using Xunit;
 using static TorchSharp.torch;
 

@@ -1,5 +1,4 @@
-using Elect.Modeling;
-using Elect.Vae;
+using Elect.Models.Autoencoders;
 using TorchSharp;
 using Xunit;
 using Xunit.Abstractions;

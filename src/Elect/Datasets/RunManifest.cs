@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
-using Elect.Editing;
+using Elect.Selection;
 using static TorchSharp.torch;
 
 namespace Elect.Datasets;

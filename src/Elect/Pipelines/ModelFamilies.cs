@@ -1,0 +1,152 @@
+using System.Diagnostics;
+using Elect.Modeling;
+using Elect.Pipelines.InstructDiffusion;
+using Elect.Pipelines.InstructPix2Pix;
+using Elect.Pipelines.UltraEdit;
+using Microsoft.Extensions.Logging;
+using static TorchSharp.torch;
+
+namespace Elect.Pipelines;
+
+/// <summary>What a family's checkpoint path names.</summary>
+public enum CheckpointLayout
+{
+    /// <summary>A diffusers pipeline folder (model_index.json + one folder per component).</summary>
+    Folder,
+
+    /// <summary>One single-file checkpoint (.ckpt / .safetensors), with the tokenizer in a separate folder.</summary>
+    SingleFile,
+}
+
+/// <summary>What a family's loader gets: the checkpoint path, the tokenizer folder (single-file families) and where to run.</summary>
+public sealed record FamilyLoadRequest(string CheckpointPath, string? TokenizerPath, Device Device, ScalarType DType, ILogger Log);
+
+/// <summary>
+/// One editing-model family as the CLI and <see cref="Editor"/> know it: its name, defaults, checkpoint
+/// convention and loader. Every family is registered once, in <see cref="ModelFamilies"/>.
+/// </summary>
+public sealed record ModelFamily
+{
+    /// <summary>The <c>--model</c> name.</summary>
+    public required string Name { get; init; }
+
+    /// <summary>The reference's default text guidance of the family.</summary>
+    public required float DefaultTextGuidance { get; init; }
+
+    public required CheckpointLayout Checkpoint { get; init; }
+
+    /// <summary>The default checkpoint path (relative to the working directory).</summary>
+    public required string DefaultCheckpoint { get; init; }
+
+    /// <summary>Whether the family can take a mask image (for UltraEdit: when the checkpoint's transformer has mask channels).</summary>
+    public required bool TakesMask { get; init; }
+
+    /// <summary>The default tokenizer folder of a <see cref="CheckpointLayout.SingleFile"/> family; null for folder families.</summary>
+    public string? DefaultTokenizerPath { get; init; }
+
+    /// <summary>Loads the family's model; errors name the missing or inconsistent file.</summary>
+    public required Func<FamilyLoadRequest, EditingModel> Load { get; init; }
+
+    /// <summary>
+    /// The default checkpoint; for a single-file family its <c>.safetensors</c> conversion beside it when that
+    /// file exists.
+    /// </summary>
+    public string DefaultCheckpointPath()
+    {
+        if (Checkpoint == CheckpointLayout.Folder) return DefaultCheckpoint;
+        var converted = Path.ChangeExtension(DefaultCheckpoint, ".safetensors");
+        return File.Exists(converted) ? converted : DefaultCheckpoint;
+    }
+}
+
+/// <summary>The registry of editing-model families: adding a family touches this list only.</summary>
+public static class ModelFamilies
+{
+    /// <summary>Where <c>--model instructdiffusion</c> looks for the CLIP tokenizer and text-encoder config by default.</summary>
+    public const string DefaultClipFolder = "checkpoints/clip-vit-large-patch14";
+
+    public static IReadOnlyList<ModelFamily> All { get; } =
+    [
+        new()
+        {
+            Name = "instructpix2pix", DefaultTextGuidance = 7.5f, Checkpoint = CheckpointLayout.Folder,
+            DefaultCheckpoint = Path.Combine("checkpoints", "instructpix2pix"), TakesMask = false,
+            Load = r => DiffusersFolder(r, "instructpix2pix", "unet", "an InstructPix2Pix-style", () => InstructPix2PixModel.Load(r.CheckpointPath, "instructpix2pix", r.Device, r.DType)),
+        },
+        new()
+        {
+            Name = "magicbrush", DefaultTextGuidance = 7.5f, Checkpoint = CheckpointLayout.Folder,
+            DefaultCheckpoint = Path.Combine("checkpoints", "magicbrush"), TakesMask = false,
+            Load = r => DiffusersFolder(r, "magicbrush", "unet", "an InstructPix2Pix-style", () => InstructPix2PixModel.Load(r.CheckpointPath, "magicbrush", r.Device, r.DType)),
+        },
+        new()
+        {
+            Name = "ultraedit", DefaultTextGuidance = 7.0f, Checkpoint = CheckpointLayout.Folder,
+            DefaultCheckpoint = Path.Combine("checkpoints", "ultraedit"), TakesMask = true,
+            Load = r => DiffusersFolder(r, "ultraedit", "transformer", "an SD3-style (UltraEdit)", () => UltraEditModel.Load(r.CheckpointPath, r.Device, r.DType)),
+        },
+        new()
+        {
+            Name = "instructdiffusion", DefaultTextGuidance = 7.5f, Checkpoint = CheckpointLayout.SingleFile,
+            DefaultCheckpoint = "checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt", TakesMask = false,
+            DefaultTokenizerPath = DefaultClipFolder,
+            Load = LoadInstructDiffusion,
+        },
+    ];
+
+    /// <summary>The registered names, in registration order.</summary>
+    public static IReadOnlyList<string> Names { get; } = All.Select(f => f.Name).ToArray();
+
+    /// <summary>The family called <paramref name="name"/> (trimmed, any case), or null.</summary>
+    public static ModelFamily? Find(string name)
+    {
+        var key = name.Trim().ToLowerInvariant();
+        return All.FirstOrDefault(f => f.Name == key);
+    }
+
+    /// <summary>The family called <paramref name="name"/>; an unknown name throws naming the registered ones.</summary>
+    public static ModelFamily Get(string name) => Find(name)
+        ?? throw new ArgumentException($"unknown model '{name.Trim().ToLowerInvariant()}' (expected one of: {string.Join(", ", Names)})");
+
+    /// <summary>The names as prose: "a, b, c or d".</summary>
+    public static string NamesInProse() => Names.Count == 1 ? Names[0] : $"{string.Join(", ", Names.Take(Names.Count - 1))} or {Names[^1]}";
+
+    /// <summary>A diffusers pipeline folder holding <paramref name="component"/>, loaded by <paramref name="load"/>.</summary>
+    private static EditingModel DiffusersFolder(FamilyLoadRequest r, string family, string component, string style, Func<EditingModel> load)
+    {
+        var folder = r.CheckpointPath;
+        if (r.TokenizerPath is not null)
+            throw new ArgumentException($"--tokenizer-path is for --model instructdiffusion; {family} checkpoints carry their own tokenizer");
+        if (!Directory.Exists(folder))
+            throw new DirectoryNotFoundException($"checkpoint folder not found: {folder} (place a diffusers-format checkpoint there or pass --model-path)");
+        var indexPath = Path.Combine(folder, "model_index.json");
+        if (!File.Exists(indexPath))
+            throw new FileNotFoundException($"{folder} is not a diffusers checkpoint folder: missing model_index.json", indexPath);
+        var index = ModelConfig.Load(indexPath);
+        var className = index.String("_class_name", "");
+        if (!index.Has(component))
+            throw new InvalidDataException($"{indexPath}: '{className}' has no {component} component; --model {family} needs {style} checkpoint");
+        TorchRuntime.Initialize(r.Device);
+        var sw = Stopwatch.StartNew();
+        var model = load();
+        r.Log.LogInformation("loaded {Family} from {Folder} on {Device} ({DType}) in {Seconds:F1} s", family, folder, r.Device, r.DType, sw.Elapsed.TotalSeconds);
+        return model;
+    }
+
+    private static EditingModel LoadInstructDiffusion(FamilyLoadRequest r)
+    {
+        var checkpoint = r.CheckpointPath;
+        var tokenizerPath = r.TokenizerPath ?? throw new ArgumentException("instructdiffusion needs a tokenizer folder", nameof(r));
+        if (Directory.Exists(checkpoint))
+            throw new ArgumentException($"{checkpoint} is a folder; --model instructdiffusion takes the single-file checkpoint (e.g. checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt)");
+        if (!Directory.Exists(tokenizerPath))
+            throw new DirectoryNotFoundException($"CLIP tokenizer folder not found: {tokenizerPath} (openai/clip-vit-large-patch14's tokenizer files and config.json; pass --tokenizer-path)");
+        TorchRuntime.Initialize(r.Device);
+        var sw = Stopwatch.StartNew();
+        var config = InstructDiffusionModel.DefaultConfigPath(checkpoint);
+        var model = InstructDiffusionModel.Load(checkpoint, tokenizerPath, r.Device, r.DType, config);
+        r.Log.LogInformation("loaded instructdiffusion from {File} ({Config}) on {Device} ({DType}) in {Seconds:F1} s", checkpoint,
+            config ?? "built-in instruct_diffusion.yaml values", r.Device, r.DType, sw.Elapsed.TotalSeconds);
+        return model;
+    }
+}
