@@ -8,6 +8,7 @@ using Elect.Datasets;
 using Elect.Editing;
 using Elect.Imaging;
 using Elect.Modeling;
+using Elect.Runner;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -335,10 +336,10 @@ namespace Elect.Cli
                         result.ModelEvaluations, result.BestOfNEvaluations, seeds.Length);
                 if (reportPath is not null)
                 {
-                    var report = EditOutputs.Report(name, instruction, result, files, editor);
+                    var report = JsonReports.EditReport(name, instruction, result, files, editor);
                     report["input_path"] = inputPath;
                     report["memory"] = MemoryProbe.Snapshot(device);
-                    EditOutputs.WriteJson(reportPath, report);
+                    JsonReports.WriteJson(reportPath, report);
                 }
             }
             return 0;
@@ -404,7 +405,7 @@ namespace Elect.Cli
                 return InterruptedExitCode;
             }
             bar.Finish();
-            if (reportPath is not null) EditOutputs.WriteJson(reportPath, summary);
+            if (reportPath is not null) JsonReports.WriteJson(reportPath, summary);
             int failed = summary["failed"]!.GetValue<int>();
             log.LogInformation("dataset done: {Done} edited, {Skipped} already done, {Failed} failed; {Completed} of {Items} items complete",
                 summary["done"]!.GetValue<int>(), summary["skipped_resume"]!.GetValue<int>(), failed,

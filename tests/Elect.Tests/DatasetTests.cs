@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Elect.Datasets;
 using Elect.Editing;
+using Elect.Runner;
 using Xunit;
 
 namespace Elect.Tests;

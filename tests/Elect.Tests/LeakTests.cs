@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Elect.Datasets;
 using Elect.Editing;
+using Elect.Runner;
 using TorchSharp;
 using Xunit;
 

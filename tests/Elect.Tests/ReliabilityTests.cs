@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Elect.Cli;
 using Elect.Datasets;
 using Elect.Editing;
+using Elect.Runner;
 using Elect.Imaging;
 using Elect.Modeling;
 using TorchSharp;
@@ -412,7 +413,7 @@ public sealed class ReliabilityTests : IDisposable
         Assert.Matches(@"^cannot decode image 't\.png': [ -~]*[a-z]{4}[ -~]*$", e4.Message);
         // JSON keeps quotes readable
         var json = Path.Combine(_tmp, "q.json");
-        EditOutputs.WriteJson(json, new JsonObject { ["error"] = "can't read 'x' <y> & z" });
+        JsonReports.WriteJson(json, new JsonObject { ["error"] = "can't read 'x' <y> & z" });
         Assert.Contains("can't read 'x' <y> & z", File.ReadAllText(json));
     }
 
@@ -459,7 +460,7 @@ public sealed class ReliabilityTests : IDisposable
 
         TorchRuntime.Initialize();
         var snapshots = new List<string>();
-        Elect.Benchmarks.Bench.Run(new Elect.Benchmarks.BenchOptions { Size = "tiny", Resolution = 64, Steps = 2, Candidates = 2, StoppingStep = 1, LastMaskStep = 1,
+        Elect.Runner.Bench.Run(new Elect.Runner.BenchOptions { Size = "tiny", Resolution = 64, Steps = 2, Candidates = 2, StoppingStep = 1, LastMaskStep = 1,
             Runs = 1, Warmup = 0, Modes = ["plain", "elect"] }, null, d => snapshots.Add(d.ToJsonString()));
         Assert.Equal(2, snapshots.Count);
         var first = JsonNode.Parse(snapshots[0])!;

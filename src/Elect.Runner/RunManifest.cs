@@ -4,7 +4,7 @@ using System.Text.Json.Nodes;
 using Elect.Editing;
 using static TorchSharp.torch;
 
-namespace Elect.Datasets;
+namespace Elect.Runner;
 
 /// <summary>
 /// <c>run_manifest.json</c> in a dataset run's output folder: the settings that determine the outputs
@@ -122,7 +122,7 @@ public static class RunManifest
             previous.Add(existing.DeepClone());
             current["previous"] = previous.DeepClone();
         }
-        EditOutputs.WriteJson(Path.Combine(outputDir, FileName), current);
+        JsonReports.WriteJson(Path.Combine(outputDir, FileName), current);
         return diffs;
     }
 

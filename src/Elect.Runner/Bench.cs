@@ -13,7 +13,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Elect.Benchmarks;
+namespace Elect.Runner;
 
 /// <summary>Settings of a benchmark run.</summary>
 public sealed record BenchOptions
@@ -118,7 +118,7 @@ public static class Bench
             {
                 var sw = Stopwatch.StartNew();
                 using var condition = Prepare(model, image, o);
-                ElectEngine.Synchronize(o.Device);
+                if (o.Device.type == DeviceType.CUDA) cuda.synchronize(o.Device);   // the prepare phase ends when its kernels have run
                 var prepare = sw.Elapsed;
                 var modeEdit = mode == "elect-sequential" ? edit with { MaxBatch = 1 } : edit;
                 using var result = engine.Run(condition, modeSeeds, modeEdit, modeSelection, null, CancellationToken.None, prepare);

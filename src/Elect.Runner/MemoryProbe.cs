@@ -5,7 +5,7 @@ using System.Text.Json.Nodes;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Elect.Editing;
+namespace Elect.Runner;
 
 /// <summary>
 /// Memory readings for reports: the process's resident set, the managed heap, the number of live

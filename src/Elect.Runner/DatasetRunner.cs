@@ -2,11 +2,12 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Elect.Editing;
+using Elect.Datasets;
 using Elect.Imaging;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace Elect.Datasets;
+namespace Elect.Runner;
 
 /// <summary>Settings of a dataset run.</summary>
 public sealed record DatasetRunOptions
@@ -128,10 +129,10 @@ public sealed class DatasetRunner
                     var image = ImageOps.ImageResize(loaded, o.Resolution);
                     using var result = _editor.Edit(image, item.Instruction, o.Seeds, o.Edit, o.Selection, null, progress, cancel);
                     var files = EditOutputs.Write(o.OutputDir, item.Key, image, result);
-                    var report = EditOutputs.Report(item.Key, item.Instruction, result, files, _editor);
+                    var report = JsonReports.EditReport(item.Key, item.Instruction, result, files, _editor);
                     report["image_path"] = item.ImagePath;
                     report["memory"] = MemoryProbe.Snapshot(_editor.Model.Device);
-                    EditOutputs.WriteJson(reportPath, report);
+                    JsonReports.WriteJson(reportPath, report);
                     done++;
                     _log.LogInformation("item {Index}/{Count} {Key}: done{Best} in {Seconds:F2} s", index + 1, items.Count, item.Key,
                         result.BestSeed is { } b ? $" (best seed {b})" : "", result.Times.Total);
@@ -147,7 +148,7 @@ public sealed class DatasetRunner
         finally
         {
             summary = Summary(o, items, bad.Count, format, failures, done, skipped, total.Elapsed.TotalSeconds, !finished);
-            try { EditOutputs.WriteJson(Path.Combine(o.OutputDir, SummaryFile), summary); }
+            try { JsonReports.WriteJson(Path.Combine(o.OutputDir, SummaryFile), summary); }
             catch (Exception e) when (!finished && e is IOException or UnauthorizedAccessException)
             {
                 _log.LogError("could not write {File}: {Error}", SummaryFile, e.Message);
