@@ -62,9 +62,9 @@ internal static class BenchCommand
             }, log, partial =>
             {
                 // each mode's figures land in --output as soon as the mode completes (atomic rewrite)
-                if (outputPath is not null) JsonReports.WriteJson(outputPath, partial);
+                if (outputPath is not null) JsonFiles.Write(outputPath, partial);
             });
-            stdout.WriteLine(result.ToJsonString(JsonReports.JsonOptions));
+            stdout.WriteLine(JsonFiles.ToJson(result));
             return 0;
         }));
         return c;

@@ -413,7 +413,7 @@ public sealed class ReliabilityTests : IDisposable
         Assert.Matches(@"^cannot decode image 't\.png': [ -~]*[a-z]{4}[ -~]*$", e4.Message);
         // JSON keeps quotes readable
         var json = Path.Combine(_tmp, "q.json");
-        JsonReports.WriteJson(json, new JsonObject { ["error"] = "can't read 'x' <y> & z" });
+        JsonFiles.Write(json, new ItemFailure { Key = "k", Error = "can't read 'x' <y> & z" });
         Assert.Contains("can't read 'x' <y> & z", File.ReadAllText(json));
     }
 
@@ -461,7 +461,7 @@ public sealed class ReliabilityTests : IDisposable
         TorchRuntime.Initialize();
         var snapshots = new List<string>();
         Elect.Runner.Bench.Run(new Elect.Runner.BenchOptions { Size = "tiny", Resolution = 64, Steps = 2, Candidates = 2, StoppingStep = 1, LastMaskStep = 1,
-            Runs = 1, Warmup = 0, Modes = ["plain", "elect"] }, null, d => snapshots.Add(d.ToJsonString()));
+            Runs = 1, Warmup = 0, Modes = ["plain", "elect"] }, null, d => snapshots.Add(JsonFiles.ToJson(d)));
         Assert.Equal(2, snapshots.Count);
         var first = JsonNode.Parse(snapshots[0])!;
         Assert.False(first["complete"]!.GetValue<bool>());
