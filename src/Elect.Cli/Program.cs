@@ -109,7 +109,7 @@ namespace Elect.Cli
             }
         }
 
-        /// <summary>An exception's message without .NET's " (Parameter 'x')" suffix.</summary>
+        /// <summary>An exception's message without .NET's " (Parameter 'x')" suffix, the library's names mapped to the flags.</summary>
         internal static string ErrorText(Exception e)
         {
             if (e is TypeInitializationException { InnerException: { } inner }) e = inner;
@@ -120,7 +120,7 @@ namespace Elect.Cli
                 int at = message.IndexOf(suffix, StringComparison.Ordinal);
                 if (at >= 0) message = message.Remove(at, suffix.Length);
             }
-            return message;
+            return LibraryNames.ToFlags(message);
         }
 
         /// <summary>Collapses a multi-line parser message onto one line.</summary>
