@@ -77,9 +77,9 @@ public sealed class Editor : IDisposable
         if (family == "instructdiffusion")
             return LoadInstructDiffusion(folder, tokenizerPath ?? DefaultClipFolder, device, dtype, log);
         if (tokenizerPath is not null)
-            throw new ArgumentException($"--tokenizer-path is for --model instructdiffusion; {family} checkpoints carry their own tokenizer");
+            throw new ArgumentException($"Editor.Load(tokenizerPath) is only for the instructdiffusion family; {family} checkpoints carry their own tokenizer", nameof(tokenizerPath));
         if (!Directory.Exists(folder))
-            throw new DirectoryNotFoundException($"checkpoint folder not found: {folder} (place a diffusers-format checkpoint there or pass --model-path)");
+            throw new DirectoryNotFoundException($"checkpoint folder not found: {folder} (place a diffusers-format checkpoint there or pass its path as Editor.Load(folder))");
         var indexPath = Path.Combine(folder, "model_index.json");
         if (!File.Exists(indexPath))
             throw new FileNotFoundException($"{folder} is not a diffusers checkpoint folder: missing model_index.json", indexPath);
@@ -88,9 +88,9 @@ public sealed class Editor : IDisposable
         bool isSd3 = index.Has("transformer");
         bool isUnet = index.Has("unet");
         if (family == "ultraedit" && !isSd3)
-            throw new InvalidDataException($"{indexPath}: '{className}' has no transformer component; --model ultraedit needs an SD3-style (UltraEdit) checkpoint");
+            throw new InvalidDataException($"{indexPath}: '{className}' has no transformer component; the ultraedit family needs an SD3-style (UltraEdit) checkpoint");
         if (family != "ultraedit" && !isUnet)
-            throw new InvalidDataException($"{indexPath}: '{className}' has no unet component; --model {family} needs an InstructPix2Pix-style checkpoint");
+            throw new InvalidDataException($"{indexPath}: '{className}' has no unet component; the {family} family needs an InstructPix2Pix-style checkpoint");
         TorchRuntime.Initialize(device);
         var sw = Stopwatch.StartNew();
         EditingModel model = family == "ultraedit"
@@ -103,9 +103,9 @@ public sealed class Editor : IDisposable
     private static Editor LoadInstructDiffusion(string checkpoint, string tokenizerPath, Device device, ScalarType dtype, ILogger log)
     {
         if (Directory.Exists(checkpoint))
-            throw new ArgumentException($"{checkpoint} is a folder; --model instructdiffusion takes the single-file checkpoint (e.g. checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt)");
+            throw new ArgumentException($"{checkpoint} is a folder; the instructdiffusion family takes the single-file checkpoint (e.g. checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt)");
         if (!Directory.Exists(tokenizerPath))
-            throw new DirectoryNotFoundException($"CLIP tokenizer folder not found: {tokenizerPath} (openai/clip-vit-large-patch14's tokenizer files and config.json; pass --tokenizer-path)");
+            throw new DirectoryNotFoundException($"CLIP tokenizer folder not found: {tokenizerPath} (openai/clip-vit-large-patch14's tokenizer files and config.json; pass its path as Editor.Load(tokenizerPath))");
         TorchRuntime.Initialize(device);
         var sw = Stopwatch.StartNew();
         var config = InstructDiffusionModel.DefaultConfigPath(checkpoint);

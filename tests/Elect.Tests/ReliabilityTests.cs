@@ -321,6 +321,37 @@ public sealed class ReliabilityTests : IDisposable
         }
     }
 
+    [Fact]
+    public void LibraryErrorsNameItsParametersAndTheCliMapsThemToFlags()
+    {
+        TorchRuntime.Initialize();
+        var stop = Assert.Throws<ArgumentOutOfRangeException>(() => new SelectionOptions { StoppingStep = 11 }.Validate(10));
+        Assert.StartsWith("SelectionOptions.StoppingStep must be between 1 and EditOptions.InferenceSteps (10), got 11", stop.Message);
+        Assert.Equal("StoppingStep", stop.ParamName);
+        var tok = Assert.Throws<ArgumentException>(() => Elect.Editor.Load(Path.Combine(_tmp, "nowhere"), "instructpix2pix", CPU, ScalarType.Float32, null, "tok"));
+        Assert.Equal("tokenizerPath", tok.ParamName);
+        Assert.DoesNotContain("--", tok.Message);
+
+        var image = Path.Combine(_tmp, "square.png");
+        new RgbImage(64, 64).SavePng(image);
+        string[] Args(params string[] extra) =>
+            ["run-single", "--input", image, "--instruction", "x", "--model-path", Path.Combine(_tmp, "nowhere"), "--device", "cpu", "--output-dir", Out, "--resolution", "64", .. extra];
+        var (c1, _, e1) = Cli(Args("--tokenizer-path", "tok"));
+        Assert.Equal(1, c1);
+        Assert.Contains("elect: error: --tokenizer-path is only for --model instructdiffusion; instructpix2pix checkpoints carry their own tokenizer", e1);
+        var (c2, _, e2) = Cli(Args("--select-one-seed", "--inference-steps", "10", "--stopping-step", "10", "--first-step-for-mask-extraction", "12"));
+        Assert.Equal(1, c2);
+        Assert.Contains("--first-step-for-mask-extraction (12) must be below --stopping-step (10)", e2);
+        var (c3, _, e3) = Cli(Args());
+        Assert.Equal(1, c3);
+        Assert.Contains("pass its path as --model-path", e3);
+        foreach (var e in new[] { e1, e2, e3 })
+        {
+            Assert.Single(e.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+            Assert.DoesNotContain("Options.", e);
+        }
+    }
+
     /// <summary>Delegates to a real model; one chosen model call returns NaN in its first candidate's text branch.</summary>
     private sealed class PoisonedModel(EditingModel inner, int poisonCall, bool poisonDecode = false, ScalarType? declaredDType = null)
         : EditingModel(inner.Device, declaredDType ?? inner.DType)
