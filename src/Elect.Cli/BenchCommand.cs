@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Elect.Benchmarks;
+using Elect.Runner;
 using Elect.Modeling;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
@@ -62,9 +62,9 @@ internal static class BenchCommand
             }, log, partial =>
             {
                 // each mode's figures land in --output as soon as the mode completes (atomic rewrite)
-                if (outputPath is not null) EditOutputs.WriteJson(outputPath, partial);
+                if (outputPath is not null) JsonFiles.Write(outputPath, partial);
             });
-            stdout.WriteLine(result.ToJsonString(EditOutputs.JsonOptions));
+            stdout.WriteLine(JsonFiles.ToJson(result));
             return 0;
         }));
         return c;

@@ -27,8 +27,8 @@ internal sealed class CliOptions
     public readonly Option<int?> MaxBatch = new("--max-batch") { Description = "Candidates per model call (default: all; halved automatically on out-of-memory)" };
     public readonly Option<string?> Report = new("--report") { Description = "Write a JSON report to this file" };
     public readonly Option<string?> MaskImage = new("--mask-image") { Description = "Mask image for UltraEdit checkpoints whose transformer takes mask channels (default: all white)" };
-    public readonly Option<long> MaxPixels = new("--max-pixels") { Description = "Refuse resized images with more pixels than this (width x height)", DefaultValueFactory = _ => Elect.Editing.ResourceLimits.DefaultMaxPixels };
-    public readonly Option<double> MaxAspect = new("--max-aspect") { Description = "Refuse resized images whose longer side exceeds the shorter by more than this ratio", DefaultValueFactory = _ => Elect.Editing.ResourceLimits.DefaultMaxAspect };
+    public readonly Option<long> MaxPixels = new("--max-pixels") { Description = "Refuse resized images with more pixels than this (width x height)", DefaultValueFactory = _ => Elect.Runner.ResourceLimits.DefaultMaxPixels };
+    public readonly Option<double> MaxAspect = new("--max-aspect") { Description = "Refuse resized images whose longer side exceeds the shorter by more than this ratio", DefaultValueFactory = _ => Elect.Runner.ResourceLimits.DefaultMaxAspect };
     public readonly Option<string> LogLevel = new("--log-level") { Description = "trace, debug, information, warning, error", DefaultValueFactory = _ => "information" };
 
     public void AddTo(Command c)

@@ -1,14 +1,13 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
-using System.Text.Json.Nodes;
 using Elect;
 using Elect.Cli;
 using Elect.Datasets;
-using Elect.Editing;
+using Elect.Selection;
 using Elect.Imaging;
 using Elect.Modeling;
-using Elect.Selection;
+using Elect.Runner;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -110,7 +109,7 @@ namespace Elect.Cli
             }
         }
 
-        /// <summary>An exception's message without .NET's " (Parameter 'x')" suffix.</summary>
+        /// <summary>An exception's message without .NET's " (Parameter 'x')" suffix, the library's names mapped to the flags.</summary>
         internal static string ErrorText(Exception e)
         {
             if (e is TypeInitializationException { InnerException: { } inner }) e = inner;
@@ -121,7 +120,7 @@ namespace Elect.Cli
                 int at = message.IndexOf(suffix, StringComparison.Ordinal);
                 if (at >= 0) message = message.Remove(at, suffix.Length);
             }
-            return message;
+            return LibraryNames.ToFlags(message);
         }
 
         /// <summary>Collapses a multi-line parser message onto one line.</summary>
@@ -336,10 +335,12 @@ namespace Elect.Cli
                         result.ModelEvaluations, result.BestOfNEvaluations, seeds.Length);
                 if (reportPath is not null)
                 {
-                    var report = EditOutputs.Report(name, instruction, result, files, editor);
-                    report["input_path"] = inputPath;
-                    report["memory"] = MemoryProbe.Snapshot(device);
-                    EditOutputs.WriteJson(reportPath, report);
+                    var report = EditReport.Create(name, instruction, result, files, editor) with
+                    {
+                        InputPath = inputPath,
+                        Memory = MemoryProbe.Snapshot(device),
+                    };
+                    JsonFiles.Write(reportPath, report);
                 }
             }
             return 0;
@@ -382,7 +383,7 @@ namespace Elect.Cli
             var runner = new DatasetRunner(editor, log);
             using var interrupt = new Interrupt();
             using var bar = new ProgressBar(stderr, log);
-            JsonObject summary;
+            DatasetSummary summary;
             try
             {
                 summary = runner.Run(new DatasetRunOptions
@@ -405,11 +406,10 @@ namespace Elect.Cli
                 return InterruptedExitCode;
             }
             bar.Finish();
-            if (reportPath is not null) EditOutputs.WriteJson(reportPath, summary);
-            int failed = summary["failed"]!.GetValue<int>();
+            if (reportPath is not null) JsonFiles.Write(reportPath, summary);
+            int failed = summary.Failed;
             log.LogInformation("dataset done: {Done} edited, {Skipped} already done, {Failed} failed; {Completed} of {Items} items complete",
-                summary["done"]!.GetValue<int>(), summary["skipped_resume"]!.GetValue<int>(), failed,
-                summary["completed"]!.GetValue<int>(), summary["items"]!.GetValue<int>());
+                summary.Done, summary.SkippedResume, failed, summary.Completed, summary.Items);
             if (failed > 0)
             {
                 stderr.WriteLine($"elect: {failed} item(s) failed (see {Path.Combine(outputDir, DatasetRunner.SummaryFile)}); exit code {FailedItemsExitCode}");

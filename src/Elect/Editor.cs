@@ -26,7 +26,7 @@ public sealed class Editor : IDisposable
     /// <summary>Supported <c>--model</c> names (the <see cref="ModelFamilies"/> registry's).</summary>
     public static IReadOnlyList<string> Families => ModelFamilies.Names;
 
-    /// <summary>Where <c>--model instructdiffusion</c> looks for the CLIP tokenizer and text-encoder config by default.</summary>
+    /// <summary>Where the instructdiffusion family looks for the CLIP tokenizer and text-encoder config by default.</summary>
     public const string DefaultClipFolder = ModelFamilies.DefaultClipFolder;
 
     /// <summary>

@@ -1,6 +1,6 @@
-using System.Text.Json.Nodes;
 using Elect.Datasets;
-using Elect.Editing;
+using Elect.Selection;
+using Elect.Runner;
 using Xunit;
 
 namespace Elect.Tests;
@@ -56,18 +56,13 @@ public sealed class DatasetTests : IDisposable
     [Fact]
     public void MemoryTrendSummarisesEachReadingPresentInEveryItem()
     {
-        JsonObject Snap(double rss, long live, double? gpu)
-        {
-            var o = new JsonObject { ["process_rss_mib"] = rss, ["live_tensors"] = live };
-            if (gpu is { } g) o["gpu_used_mib"] = g;
-            return o;
-        }
+        MemorySnapshot Snap(double rss, long live, double? gpu) => new() { ProcessRssMib = rss, LiveTensors = live, GpuUsedMib = gpu };
         var trend = MemoryProbe.Trend([Snap(300, 40, 900), Snap(512.5, 40, 950), Snap(310, 41, null)]);
-        Assert.Equal(3, trend["items"]!.GetValue<int>());
-        var rss = trend["process_rss_mib"]!;
-        Assert.Equal([300, 310, 300, 512.5, 10], new[] { "first", "last", "min", "max", "growth" }.Select(k => rss[k]!.GetValue<double>()));
-        Assert.Equal(1, trend["live_tensors"]!["growth"]!.GetValue<double>());
-        Assert.Null(trend["gpu_used_mib"]);   // missing from one item: no trend rather than a misleading one
-        Assert.Equal(0, MemoryProbe.Trend([])["items"]!.GetValue<int>());
+        Assert.Equal(3, trend.Items);
+        var rss = trend.ProcessRssMib!;
+        Assert.Equal([300, 310, 300, 512.5, 10], new[] { rss.First, rss.Last, rss.Min, rss.Max, rss.Growth });
+        Assert.Equal(1, trend.LiveTensors!.Growth);
+        Assert.Null(trend.GpuUsedMib);   // missing from one item: no trend rather than a misleading one
+        Assert.Equal(0, MemoryProbe.Trend([]).Items);
     }
 }

@@ -152,8 +152,8 @@ public class Ip2pPipelineTests(Xunit.Abstractions.ITestOutputHelper output)
         var input = Input("ip2p-input.png", 128);
         Assert.Contains("instruction is empty", Assert.Throws<ArgumentException>(() => editor.Edit(input, "  ", [1], new EditOptions { InferenceSteps = 2 })).Message);
         Assert.Contains("no candidate seeds", Assert.Throws<ArgumentException>(() => editor.Edit(input, "x", [], new EditOptions { InferenceSteps = 2 })).Message);
-        Assert.Contains("--stopping-step", Assert.Throws<ArgumentOutOfRangeException>(() =>
+        Assert.Contains("SelectionOptions.StoppingStep", Assert.Throws<ArgumentOutOfRangeException>(() =>
             editor.Edit(input, "x", [1, 2], new EditOptions { InferenceSteps = 5 }, new SelectionOptions { StoppingStep = 6, LastMaskStep = 2 })).Message);
-        Assert.Contains("--inference-steps", Assert.Throws<ArgumentOutOfRangeException>(() => editor.Edit(input, "x", [1], new EditOptions { InferenceSteps = 0 })).Message);
+        Assert.Contains("EditOptions.InferenceSteps", Assert.Throws<ArgumentOutOfRangeException>(() => editor.Edit(input, "x", [1], new EditOptions { InferenceSteps = 0 })).Message);
     }
 }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Elect.Datasets;
 using Elect.Selection;
+using Elect.Runner;
 using TorchSharp;
 using Xunit;
 
@@ -78,12 +79,12 @@ public sealed class LeakTests : IDisposable
             Edit = new EditOptions { InferenceSteps = 4 },
             Selection = new SelectionOptions { StoppingStep = 2, LastMaskStep = 1 },
         });
-        Assert.Equal(8, summary["done"]!.GetValue<int>());
-        var memory = summary["memory"]!;
-        Assert.Equal(8, memory["items"]!.GetValue<int>());
-        var live = memory["live_tensors"]!;
-        Assert.True(live["growth"]!.GetValue<double>() == 0 && live["max"]!.GetValue<double>() == live["min"]!.GetValue<double>(),
-                    $"live tensors over the run: {live.ToJsonString()}");
-        Assert.NotNull(memory["process_rss_mib"]);
+        Assert.Equal(8, summary.Done);
+        var memory = summary.Memory;
+        Assert.Equal(8, memory.Items);
+        var live = memory.LiveTensors!;
+        Assert.True(live.Growth == 0 && live.Max == live.Min,
+                    $"live tensors over the run: {live}");
+        Assert.NotNull(memory.ProcessRssMib);
     }
 }

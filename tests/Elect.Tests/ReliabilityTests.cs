@@ -3,12 +3,12 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Elect.Cli;
 using Elect.Datasets;
-using Elect.Editing;
+using Elect.Selection;
+using Elect.Runner;
 using Elect.Imaging;
 using Elect.Modeling;
 using Elect.Pipelines;
 using Elect.Schedulers;
-using Elect.Selection;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
@@ -323,6 +323,37 @@ public sealed class ReliabilityTests : IDisposable
         }
     }
 
+    [Fact]
+    public void LibraryErrorsNameItsParametersAndTheCliMapsThemToFlags()
+    {
+        TorchRuntime.Initialize();
+        var stop = Assert.Throws<ArgumentOutOfRangeException>(() => new SelectionOptions { StoppingStep = 11 }.Validate(10));
+        Assert.StartsWith("SelectionOptions.StoppingStep must be between 1 and EditOptions.InferenceSteps (10), got 11", stop.Message);
+        Assert.Equal("StoppingStep", stop.ParamName);
+        var tok = Assert.Throws<ArgumentException>(() => Elect.Editor.Load(Path.Combine(_tmp, "nowhere"), "instructpix2pix", CPU, ScalarType.Float32, null, "tok"));
+        Assert.Equal("tokenizerPath", tok.ParamName);
+        Assert.DoesNotContain("--", tok.Message);
+
+        var image = Path.Combine(_tmp, "square.png");
+        new RgbImage(64, 64).SavePng(image);
+        string[] Args(params string[] extra) =>
+            ["run-single", "--input", image, "--instruction", "x", "--model-path", Path.Combine(_tmp, "nowhere"), "--device", "cpu", "--output-dir", Out, "--resolution", "64", .. extra];
+        var (c1, _, e1) = Cli(Args("--tokenizer-path", "tok"));
+        Assert.Equal(1, c1);
+        Assert.Contains("elect: error: --tokenizer-path is only for --model instructdiffusion; instructpix2pix checkpoints carry their own tokenizer", e1);
+        var (c2, _, e2) = Cli(Args("--select-one-seed", "--inference-steps", "10", "--stopping-step", "10", "--first-step-for-mask-extraction", "12"));
+        Assert.Equal(1, c2);
+        Assert.Contains("--first-step-for-mask-extraction (12) must be below --stopping-step (10)", e2);
+        var (c3, _, e3) = Cli(Args());
+        Assert.Equal(1, c3);
+        Assert.Contains("pass its path as --model-path", e3);
+        foreach (var e in new[] { e1, e2, e3 })
+        {
+            Assert.Single(e.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+            Assert.DoesNotContain("Options.", e);
+        }
+    }
+
     /// <summary>Delegates to a real model; one chosen model call returns NaN in its first candidate's text branch.</summary>
     private sealed class PoisonedModel(EditingModel inner, int poisonCall, bool poisonDecode = false, ScalarType? declaredDType = null)
         : EditingModel(inner.Device, declaredDType ?? inner.DType)
@@ -415,7 +446,7 @@ public sealed class ReliabilityTests : IDisposable
         Assert.Matches(@"^cannot decode image 't\.png': [ -~]*[a-z]{4}[ -~]*$", e4.Message);
         // JSON keeps quotes readable
         var json = Path.Combine(_tmp, "q.json");
-        EditOutputs.WriteJson(json, new JsonObject { ["error"] = "can't read 'x' <y> & z" });
+        JsonFiles.Write(json, new ItemFailure { Key = "k", Error = "can't read 'x' <y> & z" });
         Assert.Contains("can't read 'x' <y> & z", File.ReadAllText(json));
     }
 
@@ -462,8 +493,8 @@ public sealed class ReliabilityTests : IDisposable
 
         TorchRuntime.Initialize();
         var snapshots = new List<string>();
-        Elect.Benchmarks.Bench.Run(new Elect.Benchmarks.BenchOptions { Size = "tiny", Resolution = 64, Steps = 2, Candidates = 2, StoppingStep = 1, LastMaskStep = 1,
-            Runs = 1, Warmup = 0, Modes = ["plain", "elect"] }, null, d => snapshots.Add(d.ToJsonString()));
+        Elect.Runner.Bench.Run(new Elect.Runner.BenchOptions { Size = "tiny", Resolution = 64, Steps = 2, Candidates = 2, StoppingStep = 1, LastMaskStep = 1,
+            Runs = 1, Warmup = 0, Modes = ["plain", "elect"] }, null, d => snapshots.Add(JsonFiles.ToJson(d)));
         Assert.Equal(2, snapshots.Count);
         var first = JsonNode.Parse(snapshots[0])!;
         Assert.False(first["complete"]!.GetValue<bool>());

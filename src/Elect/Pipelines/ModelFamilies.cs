@@ -27,7 +27,7 @@ public sealed record FamilyLoadRequest(string CheckpointPath, string? TokenizerP
 /// </summary>
 public sealed record ModelFamily
 {
-    /// <summary>The <c>--model</c> name.</summary>
+    /// <summary>The family's name (the CLI's <c>--model</c> value).</summary>
     public required string Name { get; init; }
 
     /// <summary>The reference's default text guidance of the family.</summary>
@@ -62,7 +62,7 @@ public sealed record ModelFamily
 /// <summary>The registry of editing-model families: adding a family touches this list only.</summary>
 public static class ModelFamilies
 {
-    /// <summary>Where <c>--model instructdiffusion</c> looks for the CLIP tokenizer and text-encoder config by default.</summary>
+    /// <summary>Where the instructdiffusion family looks for the CLIP tokenizer and text-encoder config by default.</summary>
     public const string DefaultClipFolder = "checkpoints/clip-vit-large-patch14";
 
     public static IReadOnlyList<ModelFamily> All { get; } =
@@ -116,16 +116,16 @@ public static class ModelFamilies
     {
         var folder = r.CheckpointPath;
         if (r.TokenizerPath is not null)
-            throw new ArgumentException($"--tokenizer-path is for --model instructdiffusion; {family} checkpoints carry their own tokenizer");
+            throw new ArgumentException($"Editor.Load(tokenizerPath) is only for the instructdiffusion family; {family} checkpoints carry their own tokenizer", "tokenizerPath");
         if (!Directory.Exists(folder))
-            throw new DirectoryNotFoundException($"checkpoint folder not found: {folder} (place a diffusers-format checkpoint there or pass --model-path)");
+            throw new DirectoryNotFoundException($"checkpoint folder not found: {folder} (place a diffusers-format checkpoint there or pass its path as Editor.Load(folder))");
         var indexPath = Path.Combine(folder, "model_index.json");
         if (!File.Exists(indexPath))
             throw new FileNotFoundException($"{folder} is not a diffusers checkpoint folder: missing model_index.json", indexPath);
         var index = ModelConfig.Load(indexPath);
         var className = index.String("_class_name", "");
         if (!index.Has(component))
-            throw new InvalidDataException($"{indexPath}: '{className}' has no {component} component; --model {family} needs {style} checkpoint");
+            throw new InvalidDataException($"{indexPath}: '{className}' has no {component} component; the {family} family needs {style} checkpoint");
         TorchRuntime.Initialize(r.Device);
         var sw = Stopwatch.StartNew();
         var model = load();
@@ -138,9 +138,9 @@ public static class ModelFamilies
         var checkpoint = r.CheckpointPath;
         var tokenizerPath = r.TokenizerPath ?? throw new ArgumentException("instructdiffusion needs a tokenizer folder", nameof(r));
         if (Directory.Exists(checkpoint))
-            throw new ArgumentException($"{checkpoint} is a folder; --model instructdiffusion takes the single-file checkpoint (e.g. checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt)");
+            throw new ArgumentException($"{checkpoint} is a folder; the instructdiffusion family takes the single-file checkpoint (e.g. checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt)");
         if (!Directory.Exists(tokenizerPath))
-            throw new DirectoryNotFoundException($"CLIP tokenizer folder not found: {tokenizerPath} (openai/clip-vit-large-patch14's tokenizer files and config.json; pass --tokenizer-path)");
+            throw new DirectoryNotFoundException($"CLIP tokenizer folder not found: {tokenizerPath} (openai/clip-vit-large-patch14's tokenizer files and config.json; pass its path as Editor.Load(tokenizerPath))");
         TorchRuntime.Initialize(r.Device);
         var sw = Stopwatch.StartNew();
         var config = InstructDiffusionModel.DefaultConfigPath(checkpoint);

@@ -365,7 +365,7 @@ public sealed class ElectEngine
 
     private string Cause() => _model.DType == ScalarType.Float32
         ? "guidance too large for the input?"
-        : $"{_model.DType} overflow: try --dtype fp32, or smaller guidance";
+        : $"{_model.DType} overflow: try loading the model in Float32 (Editor.Load(dtype)), or smaller guidance";
 
     private static string Seeds(IReadOnlyList<long> seeds, int[] rows) => string.Join(", ", rows.Select(k => seeds[k]));
 

@@ -1,6 +1,9 @@
 namespace Elect.Selection;
 
-/// <summary>Sampling and selection parameters of one edit (defaults as the ELECT reference's CLI).</summary>
+/// <summary>
+/// Sampling and selection parameters of one edit (defaults as the ELECT reference's CLI). Validation errors
+/// name the option as <c>EditOptions.X</c> / <c>SelectionOptions.X</c> (ParamName: <c>X</c>); a front end maps them to its own names.
+/// </summary>
 public sealed record EditOptions
 {
     /// <summary>Denoising steps T.</summary>
@@ -30,13 +33,13 @@ public sealed record EditOptions
     public void Validate()
     {
         if (InferenceSteps < 1 || InferenceSteps > 1000)
-            throw new ArgumentOutOfRangeException(nameof(InferenceSteps), $"--inference-steps must be between 1 and 1000, got {InferenceSteps}");
+            throw new ArgumentOutOfRangeException(nameof(InferenceSteps), $"EditOptions.InferenceSteps must be between 1 and 1000, got {InferenceSteps}");
         if (TextGuidance is { } t && !(float.IsFinite(t) && t >= 0 && t <= MaxGuidance))
-            throw new ArgumentOutOfRangeException(nameof(TextGuidance), $"--text-cfg-scale must be a finite number between 0 and {MaxGuidance}, got {t}");
+            throw new ArgumentOutOfRangeException(nameof(TextGuidance), $"EditOptions.TextGuidance must be a finite number between 0 and {MaxGuidance}, got {t}");
         if (!(float.IsFinite(ImageGuidance) && ImageGuidance >= 0 && ImageGuidance <= MaxGuidance))
-            throw new ArgumentOutOfRangeException(nameof(ImageGuidance), $"--image-cfg-scale must be a finite number between 0 and {MaxGuidance}, got {ImageGuidance}");
-        if (MaxBatch is < 1) throw new ArgumentOutOfRangeException(nameof(MaxBatch), "--max-batch must be at least 1");
-        if (MaxDecodeBatch is < 1) throw new ArgumentOutOfRangeException(nameof(MaxDecodeBatch), "--max-decode-batch must be at least 1");
+            throw new ArgumentOutOfRangeException(nameof(ImageGuidance), $"EditOptions.ImageGuidance must be a finite number between 0 and {MaxGuidance}, got {ImageGuidance}");
+        if (MaxBatch is < 1) throw new ArgumentOutOfRangeException(nameof(MaxBatch), "EditOptions.MaxBatch must be at least 1");
+        if (MaxDecodeBatch is < 1) throw new ArgumentOutOfRangeException(nameof(MaxDecodeBatch), "EditOptions.MaxDecodeBatch must be at least 1");
     }
 }
 
@@ -58,12 +61,12 @@ public sealed record SelectionOptions
     public void Validate(int inferenceSteps)
     {
         if (StoppingStep < 1 || StoppingStep > inferenceSteps)
-            throw new ArgumentOutOfRangeException(nameof(StoppingStep), $"--stopping-step must be between 1 and --inference-steps ({inferenceSteps}), got {StoppingStep}");
+            throw new ArgumentOutOfRangeException(nameof(StoppingStep), $"SelectionOptions.StoppingStep must be between 1 and EditOptions.InferenceSteps ({inferenceSteps}), got {StoppingStep}");
         if (FirstMaskStep < 0)
-            throw new ArgumentOutOfRangeException(nameof(FirstMaskStep), $"--first-step-for-mask-extraction must be >= 0, got {FirstMaskStep}");
+            throw new ArgumentOutOfRangeException(nameof(FirstMaskStep), $"SelectionOptions.FirstMaskStep must be >= 0, got {FirstMaskStep}");
         if (LastMaskStep <= FirstMaskStep)
-            throw new ArgumentOutOfRangeException(nameof(LastMaskStep), $"--last-step-for-mask-extraction ({LastMaskStep}) must be greater than --first-step-for-mask-extraction ({FirstMaskStep})");
+            throw new ArgumentOutOfRangeException(nameof(LastMaskStep), $"SelectionOptions.LastMaskStep ({LastMaskStep}) must be greater than SelectionOptions.FirstMaskStep ({FirstMaskStep})");
         if (FirstMaskStep >= StoppingStep)
-            throw new ArgumentOutOfRangeException(nameof(FirstMaskStep), $"--first-step-for-mask-extraction ({FirstMaskStep}) must be below --stopping-step ({StoppingStep}): the relevance map would be empty at selection");
+            throw new ArgumentOutOfRangeException(nameof(FirstMaskStep), $"SelectionOptions.FirstMaskStep ({FirstMaskStep}) must be below SelectionOptions.StoppingStep ({StoppingStep}): the relevance map would be empty at selection");
     }
 }

@@ -59,7 +59,7 @@ public sealed class InstructDiffusionModel : ClipUnetEditingModel
     public static InstructDiffusionModel Load(string checkpointPath, string tokenizerDir, Device device, ScalarType dtype, string? configPath = null)
     {
         if (!File.Exists(checkpointPath))
-            throw new FileNotFoundException($"checkpoint not found: {checkpointPath} (--model instructdiffusion takes the single-file checkpoint, e.g. checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt)", checkpointPath);
+            throw new FileNotFoundException($"checkpoint not found: {checkpointPath} (the instructdiffusion family takes the single-file checkpoint, e.g. checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt)", checkpointPath);
         LdmCheckpoint.Validate(checkpointPath);   // format, header / pickle (refused globals) before building any module
         configPath ??= DefaultConfigPath(checkpointPath);
         var config = configPath is null ? LdmConfig.InstructDiffusion : LdmConfig.Load(configPath);

@@ -126,7 +126,7 @@ public sealed class UltraEditModel : VaeEditingModel
     public EditCondition PrepareWithEmbeddings(RgbImage image, Tensor embeds, Tensor pooled, RgbImage? mask = null)
     {
         if (mask is not null && !_takesMask)
-            throw new NotSupportedException("this UltraEdit checkpoint's transformer takes no mask channels (in_channels = 2 x latent channels); drop --mask-image");
+            throw new NotSupportedException("this UltraEdit checkpoint's transformer takes no mask channels (in_channels = 2 x latent channels); drop the mask (Editor.Edit(mask))");
         using var scope = NewDisposeScope();
         var latents = EncodeImage(image);
         var decoded = DecodeRaw(latents);

@@ -1,13 +1,12 @@
 using System.Diagnostics;
 using System.Text.Json;
-using System.Text.Json.Nodes;
-using Elect.Editing;
-using Elect.Imaging;
 using Elect.Selection;
+using Elect.Datasets;
+using Elect.Imaging;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace Elect.Datasets;
+namespace Elect.Runner;
 
 /// <summary>Settings of a dataset run.</summary>
 public sealed record DatasetRunOptions
@@ -86,22 +85,22 @@ public sealed class DatasetRunner
     /// runs'), so it is complete after any interruption or rerun; it is written when the run ends, however it
     /// ends (cancellation and fatal errors included, with <c>interrupted: true</c>).
     /// </summary>
-    public JsonObject Run(DatasetRunOptions o, IProgress<EditProgress>? progress = null, CancellationToken cancel = default)
+    public DatasetSummary Run(DatasetRunOptions o, IProgress<EditProgress>? progress = null, CancellationToken cancel = default)
     {
         var (items, bad, format) = EditDataset.Load(o.DatasetDir);
         if (o.Limit is < 0) throw new ArgumentOutOfRangeException(nameof(o.Limit), $"--limit must be >= 0, got {o.Limit}");
         Directory.CreateDirectory(o.OutputDir);
         _log.LogInformation("{Format} dataset {Dir}: {Count} items, {Bad} malformed", format, o.DatasetDir, items.Count, bad.Count);
-        var failures = new List<JsonObject>();
+        var failures = new List<ItemFailure>();
         foreach (var b in bad)
         {
             _log.LogError("skipping item {Key}: {Error}", b.Key, b.Error);
-            failures.Add(new JsonObject { ["key"] = b.Key, ["error"] = b.Error });
+            failures.Add(new ItemFailure { Key = b.Key, Error = b.Error });
         }
         int done = 0, skipped = 0, processed = 0;
         var total = Stopwatch.StartNew();
         bool finished = false;
-        JsonObject? summary = null;
+        DatasetSummary? summary = null;
         var itemProgress = progress as IProgress<DatasetItemProgress>;
         try
         {
@@ -129,10 +128,12 @@ public sealed class DatasetRunner
                     var image = ImageOps.ImageResize(loaded, o.Resolution);
                     using var result = _editor.Edit(image, item.Instruction, o.Seeds, o.Edit, o.Selection, null, progress, cancel);
                     var files = EditOutputs.Write(o.OutputDir, item.Key, image, result);
-                    var report = EditOutputs.Report(item.Key, item.Instruction, result, files, _editor);
-                    report["image_path"] = item.ImagePath;
-                    report["memory"] = MemoryProbe.Snapshot(_editor.Model.Device);
-                    EditOutputs.WriteJson(reportPath, report);
+                    var report = EditReport.Create(item.Key, item.Instruction, result, files, _editor) with
+                    {
+                        ImagePath = item.ImagePath,
+                        Memory = MemoryProbe.Snapshot(_editor.Model.Device),
+                    };
+                    JsonFiles.Write(reportPath, report);
                     done++;
                     _log.LogInformation("item {Index}/{Count} {Key}: done{Best} in {Seconds:F2} s", index + 1, items.Count, item.Key,
                         result.BestSeed is { } b ? $" (best seed {b})" : "", result.Times.Total);
@@ -140,7 +141,7 @@ public sealed class DatasetRunner
                 catch (Exception e) when (e is not OperationCanceledException && !IsFatal(e))
                 {
                     _log.LogError("skipping item {Key}: {Error}", item.Key, e.Message);
-                    failures.Add(new JsonObject { ["key"] = item.Key, ["error"] = e.Message });
+                    failures.Add(new ItemFailure { Key = item.Key, Error = e.Message });
                 }
             }
             finished = true;
@@ -148,7 +149,7 @@ public sealed class DatasetRunner
         finally
         {
             summary = Summary(o, items, bad.Count, format, failures, done, skipped, total.Elapsed.TotalSeconds, !finished);
-            try { EditOutputs.WriteJson(Path.Combine(o.OutputDir, SummaryFile), summary); }
+            try { JsonFiles.Write(Path.Combine(o.OutputDir, SummaryFile), summary); }
             catch (Exception e) when (!finished && e is IOException or UnauthorizedAccessException)
             {
                 _log.LogError("could not write {File}: {Error}", SummaryFile, e.Message);
@@ -161,21 +162,21 @@ public sealed class DatasetRunner
     /// The summary of the output folder: every item of the dataset that has a report on disk (in dataset
     /// order, whichever run wrote it) with totals over them, plus this run's failures and counters.
     /// </summary>
-    private JsonObject Summary(DatasetRunOptions o, IReadOnlyList<DatasetItem> items, int malformed, string format,
-                               List<JsonObject> failures, int done, int skipped, double seconds, bool interrupted)
+    private DatasetSummary Summary(DatasetRunOptions o, IReadOnlyList<DatasetItem> items, int malformed, string format,
+                                   List<ItemFailure> failures, int done, int skipped, double seconds, bool interrupted)
     {
-        var results = new JsonArray();
-        var memory = new List<JsonObject>();
+        var results = new List<EditReport>();
+        var memory = new List<MemorySnapshot>();
         long nfe = 0, nfeBestOfN = 0;
-        var failedKeys = failures.Select(f => f["key"]!.GetValue<string>()).ToHashSet(StringComparer.Ordinal);
+        var failedKeys = failures.Select(f => f.Key).ToHashSet(StringComparer.Ordinal);
         int pending = 0;
         foreach (var item in items)
         {
             var path = Path.Combine(o.OutputDir, ItemReportFile(item.Key));
-            JsonObject? report = null;
+            EditReport? report = null;
             if (File.Exists(path))
             {
-                try { report = JsonNode.Parse(File.ReadAllText(path)) as JsonObject; }
+                try { report = JsonFiles.FromJsonObject<EditReport>(File.ReadAllText(path)); }
                 catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException)
                 {
                     _log.LogWarning("item {Key}: unreadable report {Path} ({Error}); not counted", item.Key, path, e.Message);
@@ -186,33 +187,30 @@ public sealed class DatasetRunner
                 if (!failedKeys.Contains(item.Key)) pending++;
                 continue;
             }
-            nfe += Long(report["nfe"]);
-            nfeBestOfN += Long(report["nfe_best_of_n"]);
-            if (report["memory"] is JsonObject m) memory.Add(m);
+            nfe += report.Nfe;
+            nfeBestOfN += report.NfeBestOfN;
+            if (report.Memory is { } m) memory.Add(m);
             results.Add(report);
         }
-        return new JsonObject
+        return new DatasetSummary
         {
-            ["dataset"] = o.DatasetDir,
-            ["format"] = format,
-            ["items"] = items.Count + malformed,
-            ["completed"] = results.Count,
-            ["done"] = done,
-            ["skipped_resume"] = skipped,
-            ["failed"] = failures.Count,
-            ["pending"] = pending,
-            ["interrupted"] = interrupted,
-            ["nfe"] = nfe,
-            ["nfe_best_of_n"] = nfeBestOfN,
-            ["seconds"] = Math.Round(seconds, 3),
-            ["memory"] = MemoryProbe.Trend(memory),
-            ["results"] = results,
-            ["failures"] = new JsonArray(failures.Select(f => (JsonNode)f).ToArray()),
+            Dataset = o.DatasetDir,
+            Format = format,
+            Items = items.Count + malformed,
+            Completed = results.Count,
+            Done = done,
+            SkippedResume = skipped,
+            Failed = failures.Count,
+            Pending = pending,
+            Interrupted = interrupted,
+            Nfe = nfe,
+            NfeBestOfN = nfeBestOfN,
+            Seconds = Math.Round(seconds, 3),
+            Memory = MemoryProbe.Trend(memory),
+            Results = results,
+            Failures = failures.ToArray(),
         };
     }
-
-    private static long Long(JsonNode? node) =>
-        node is JsonValue v && v.TryGetValue<long>(out var x) ? x : 0;
 
     private static bool IsFatal(Exception e) => e is OutOfMemoryException or StackOverflowException or AccessViolationException;
 }

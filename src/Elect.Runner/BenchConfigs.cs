@@ -1,4 +1,4 @@
-namespace Elect.Benchmarks;
+namespace Elect.Runner;
 
 /// <summary>
 /// Full-size architecture configs for benchmarking with random weights when no checkpoint is at

@@ -1,10 +1,12 @@
+using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
 using Elect.Selection;
+using System.Text.Json.Serialization;
 using static TorchSharp.torch;
 
-namespace Elect.Datasets;
+namespace Elect.Runner;
 
 /// <summary>
 /// <c>run_manifest.json</c> in a dataset run's output folder: the settings that determine the outputs
@@ -14,51 +16,104 @@ namespace Elect.Datasets;
 /// checkpoint is the same checkpoint); its identity is a hash over the names and sizes of its files,
 /// the full content of its JSON configs and the first and last 64 KiB of every other file.
 /// </summary>
-public static class RunManifest
+/// <remarks>The keys of the file are the snake_case names of the properties.</remarks>
+public sealed record RunManifest
 {
     public const string FileName = "run_manifest.json";
 
-    /// <summary>Keys recorded for information only, never compared.</summary>
-    private static readonly HashSet<string> Informational = ["checkpoint", "created_utc", "previous", "format"];
+    /// <summary>The manifest's format version.</summary>
+    public int Format { get; init; } = 1;
 
-    public static JsonObject Create(string family, string checkpointFolder, ScalarType dtype, int resolution, EditOptions edit,
-                                    float textGuidance, SelectionOptions? selection, IReadOnlyList<long> seeds, int randomCandidates)
+    /// <summary>The model family.</summary>
+    public string Model { get; init; } = "";
+
+    /// <summary>The checkpoint's full path (informational: a moved checkpoint is the same checkpoint).</summary>
+    public string Checkpoint { get; init; } = "";
+
+    /// <summary><see cref="CheckpointIdentity"/> of the checkpoint.</summary>
+    public string CheckpointId { get; init; } = "";
+
+    public string Dtype { get; init; } = "";
+    public int Resolution { get; init; }
+    public int InferenceSteps { get; init; }
+    public float TextCfgScale { get; init; }
+    public float ImageCfgScale { get; init; }
+
+    /// <summary><c>plain</c> or <c>elect</c>.</summary>
+    public string Mode { get; init; } = "";
+
+    public IReadOnlyList<long> Seeds { get; init; } = [];
+    public int RandomCandidates { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? StoppingStep { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? FirstStepForMaskExtraction { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? LastStepForMaskExtraction { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public bool? VisualizeAllSeeds { get; init; }
+
+    public string CreatedUtc { get; init; } = "";
+
+    /// <summary>The settings of earlier runs that were mixed into the folder with <c>--force</c>, oldest first.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<RunManifest>? Previous { get; init; }
+
+    /// <summary>The compared settings as (file key, text) in file order: everything but format, checkpoint, created_utc and previous.</summary>
+    private IEnumerable<(string Key, string? Text)> Compared()
     {
-        var o = new JsonObject
-        {
-            ["format"] = 1,
-            ["model"] = family,
-            ["checkpoint"] = Path.GetFullPath(checkpointFolder),
-            ["checkpoint_id"] = CheckpointIdentity(checkpointFolder),
-            ["dtype"] = dtype.ToString(),
-            ["resolution"] = resolution,
-            ["inference_steps"] = edit.InferenceSteps,
-            ["text_cfg_scale"] = textGuidance,
-            ["image_cfg_scale"] = edit.ImageGuidance,
-            ["mode"] = selection is null ? "plain" : "elect",
-            ["seeds"] = new JsonArray(seeds.Select(s => (JsonNode)JsonValue.Create(s)!).ToArray()),
-            ["random_candidates"] = randomCandidates,
-        };
-        if (selection is not null)
-        {
-            o["stopping_step"] = selection.StoppingStep;
-            o["first_step_for_mask_extraction"] = selection.FirstMaskStep;
-            o["last_step_for_mask_extraction"] = selection.LastMaskStep;
-            o["visualize_all_seeds"] = selection.KeepAllSeeds;
-        }
-        o["created_utc"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ");
-        return o;
+        static string N(long v) => v.ToString(CultureInfo.InvariantCulture);
+        static string F(float v) => v.ToString(CultureInfo.InvariantCulture);
+        yield return ("model", Model);
+        yield return ("checkpoint_id", CheckpointId);
+        yield return ("dtype", Dtype);
+        yield return ("resolution", N(Resolution));
+        yield return ("inference_steps", N(InferenceSteps));
+        yield return ("text_cfg_scale", F(TextCfgScale));
+        yield return ("image_cfg_scale", F(ImageCfgScale));
+        yield return ("mode", Mode);
+        yield return ("seeds", string.Join(" ", Seeds.Select(N)));
+        yield return ("random_candidates", N(RandomCandidates));
+        yield return ("stopping_step", StoppingStep is { } s ? N(s) : null);
+        yield return ("first_step_for_mask_extraction", FirstStepForMaskExtraction is { } f ? N(f) : null);
+        yield return ("last_step_for_mask_extraction", LastStepForMaskExtraction is { } l ? N(l) : null);
+        yield return ("visualize_all_seeds", VisualizeAllSeeds is { } v ? (v ? "true" : "false") : null);
     }
 
+    public static RunManifest Create(string family, string checkpointFolder, ScalarType dtype, int resolution, EditOptions edit,
+                                     float textGuidance, SelectionOptions? selection, IReadOnlyList<long> seeds, int randomCandidates) => new()
+    {
+        Model = family,
+        Checkpoint = Path.GetFullPath(checkpointFolder),
+        CheckpointId = CheckpointIdentity(checkpointFolder),
+        Dtype = dtype.ToString(),
+        Resolution = resolution,
+        InferenceSteps = edit.InferenceSteps,
+        TextCfgScale = textGuidance,
+        ImageCfgScale = edit.ImageGuidance,
+        Mode = selection is null ? "plain" : "elect",
+        Seeds = seeds.ToArray(),
+        RandomCandidates = randomCandidates,
+        StoppingStep = selection?.StoppingStep,
+        FirstStepForMaskExtraction = selection?.FirstMaskStep,
+        LastStepForMaskExtraction = selection?.LastMaskStep,
+        VisualizeAllSeeds = selection?.KeepAllSeeds,
+        CreatedUtc = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
+    };
+
     /// <summary>The manifest in <paramref name="outputDir"/>, or null when there is none.</summary>
-    /// <exception cref="InvalidDataException">it exists but is not a JSON object.</exception>
-    public static JsonObject? Read(string outputDir)
+    /// <exception cref="InvalidDataException">it exists but is not a JSON object of a manifest's shape.</exception>
+    public static RunManifest? Read(string outputDir)
     {
         var path = Path.Combine(outputDir, FileName);
         if (!File.Exists(path)) return null;
         try
         {
-            return JsonNode.Parse(File.ReadAllText(path)) as JsonObject
+            return JsonFiles.FromJsonObject<RunManifest>(File.ReadAllText(path))
                    ?? throw new InvalidDataException($"{path}: not a JSON object (delete it, or use another --output-dir)");
         }
         catch (System.Text.Json.JsonException e)
@@ -68,34 +123,25 @@ public static class RunManifest
     }
 
     /// <summary>The seeds an earlier run drew at random, when it drew <paramref name="randomCandidates"/> of them.</summary>
-    public static long[]? RandomSeedsOf(JsonObject? existing, int randomCandidates)
+    public static long[]? RandomSeedsOf(RunManifest? existing, int randomCandidates)
     {
         if (existing is null || randomCandidates <= 0) return null;
-        if (existing["random_candidates"] is not JsonValue v || !v.TryGetValue<int>(out var n) || n != randomCandidates) return null;
-        if (existing["seeds"] is not JsonArray a || a.Count != n) return null;
-        return a.Select(x => x!.GetValue<long>()).ToArray();
+        if (existing.RandomCandidates != randomCandidates || existing.Seeds.Count != randomCandidates) return null;
+        return existing.Seeds.ToArray();
     }
 
     /// <summary>Human-readable differences in the compared settings: <c>resolution 128 -&gt; 64</c>.</summary>
-    public static IReadOnlyList<string> Differences(JsonObject existing, JsonObject current)
+    public static IReadOnlyList<string> Differences(RunManifest existing, RunManifest current)
     {
-        var keys = existing.Select(kv => kv.Key).Concat(current.Select(kv => kv.Key)).Where(k => !Informational.Contains(k)).Distinct();
+        var now = current.Compared().ToDictionary(c => c.Key, c => c.Text);
         var diffs = new List<string>();
-        foreach (var k in keys)
+        foreach (var (k, before) in existing.Compared())
         {
-            string a = Text(existing[k]), b = Text(current[k]);
+            string a = before ?? "(none)", b = now[k] ?? "(none)";
             if (a != b) diffs.Add($"{k} {a} -> {b}");
         }
         return diffs;
     }
-
-    private static string Text(JsonNode? n) => n switch
-    {
-        null => "(none)",
-        JsonArray a => string.Join(" ", a.Select(x => Text(x))),
-        JsonValue v when v.TryGetValue<string>(out var s) => s,
-        _ => n.ToJsonString(),
-    };
 
     /// <summary>
     /// Checks <paramref name="current"/> against the manifest already in <paramref name="outputDir"/> and writes it:
@@ -103,7 +149,7 @@ public static class RunManifest
     /// <c>previous</c>). Returns the differences that were forced through (empty normally).
     /// </summary>
     /// <exception cref="InvalidOperationException">the settings differ and <paramref name="force"/> is false.</exception>
-    public static IReadOnlyList<string> CheckAndWrite(string outputDir, JsonObject current, bool force)
+    public static IReadOnlyList<string> CheckAndWrite(string outputDir, RunManifest current, bool force)
     {
         var existing = Read(outputDir);
         // a manifest without any item report (a run that stopped before its first item) guards nothing
@@ -116,13 +162,8 @@ public static class RunManifest
                 "use another --output-dir, or --force to mix them deliberately");
         if (existing is not null && diffs.Count == 0) return diffs;   // same settings: keep the original manifest
         if (existing is not null)
-        {
-            var previous = existing["previous"] as JsonArray ?? [];
-            existing.Remove("previous");
-            previous.Add(existing.DeepClone());
-            current["previous"] = previous.DeepClone();
-        }
-        EditOutputs.WriteJson(Path.Combine(outputDir, FileName), current);
+            current = current with { Previous = [.. existing.Previous ?? [], existing with { Previous = null }] };
+        JsonFiles.Write(Path.Combine(outputDir, FileName), current);
         return diffs;
     }
 

@@ -1,7 +1,7 @@
 using Elect.Imaging;
 using static TorchSharp.torch;
 
-namespace Elect.Editing;
+namespace Elect.Runner;
 
 /// <summary>
 /// Bounds on the resized image, checked before any model work so that an absurd request fails in

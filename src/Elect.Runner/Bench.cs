@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Elect.Editing;
+using Elect.Selection;
 using Elect.Imaging;
 using Elect.Modeling;
 using Elect.Models.Autoencoders;
@@ -11,13 +11,12 @@ using Elect.Pipelines;
 using Elect.Pipelines.InstructDiffusion;
 using Elect.Pipelines.InstructPix2Pix;
 using Elect.Pipelines.UltraEdit;
-using Elect.Selection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Elect.Benchmarks;
+namespace Elect.Runner;
 
 /// <summary>Settings of a benchmark run.</summary>
 public sealed record BenchOptions
@@ -67,7 +66,7 @@ public static class Bench
     /// until the last), so a caller can write every figure as soon as it exists: a crash or a time limit
     /// loses only the mode in progress.
     /// </summary>
-    public static JsonObject Run(BenchOptions o, ILogger? logger = null, Action<JsonObject>? onModeDone = null)
+    public static BenchReport Run(BenchOptions o, ILogger? logger = null, Action<BenchReport>? onModeDone = null)
     {
         var log = logger ?? NullLogger.Instance;
         foreach (var m in o.Modes)
@@ -88,24 +87,25 @@ public static class Bench
         var edit = new EditOptions { InferenceSteps = o.Steps, MaxBatch = o.MaxBatch, CheckFinite = false };   // random weights: numbers are meaningless
         var seeds = Enumerable.Range(1, o.Candidates).Select(i => (long)i).ToArray();
 
-        var modes = new JsonObject();
-        var document = new JsonObject
+        var modes = new Dictionary<string, BenchModeResult>();
+        var document = new BenchReport
         {
-            ["device"] = DeviceName(o.Device),
-            ["dtype"] = o.DType.ToString(),
-            ["family"] = o.Family,
-            ["weights"] = o.ModelPath ?? $"random ({o.Size})",
-            ["denoiser_parameters"] = DenoiserParameters(model),
-            ["resolution"] = o.Resolution,
-            ["steps"] = o.Steps,
-            ["candidates"] = o.Candidates,
-            ["stopping_step"] = o.StoppingStep,
-            ["max_batch"] = o.MaxBatch,
-            ["date_utc"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm"),
-            ["modes"] = modes,
-            ["excluded"] = "text encoding",
-            ["complete"] = false,
+            Device = DeviceName(o.Device),
+            Dtype = o.DType.ToString(),
+            Family = o.Family,
+            Weights = o.ModelPath ?? $"random ({o.Size})",
+            DenoiserParameters = DenoiserParameters(model),
+            Resolution = o.Resolution,
+            Steps = o.Steps,
+            Candidates = o.Candidates,
+            StoppingStep = o.StoppingStep,
+            MaxBatch = o.MaxBatch,
+            DateUtc = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", System.Globalization.CultureInfo.InvariantCulture),
+            Excluded = "text encoding",
+            Complete = false,
         };
+        // each document handed out holds the modes done so far (its own copy)
+        BenchReport Document(bool complete) => document with { Modes = new Dictionary<string, BenchModeResult>(modes), Complete = complete };
         foreach (var mode in o.Modes)
         {
             var (modeSeeds, modeSelection) = mode switch
@@ -115,14 +115,14 @@ public static class Bench
                 _ => (seeds, selection with { StoppingStep = o.Steps, KeepAllSeeds = true }),
             };
             var times = new List<double>();
-            JsonObject? phases = null;
+            PhaseSeconds? phases = null;
             long nfe = 0;
-            var memory = new List<JsonObject>();
+            var memory = new List<MemorySnapshot>();
             for (int r = 0; r < o.Warmup + o.Runs; r++)
             {
                 var sw = Stopwatch.StartNew();
                 using var condition = Prepare(model, image, o);
-                ElectEngine.Synchronize(o.Device);
+                if (o.Device.type == DeviceType.CUDA) cuda.synchronize(o.Device);   // the prepare phase ends when its kernels have run
                 var prepare = sw.Elapsed;
                 var modeEdit = mode == "elect-sequential" ? edit with { MaxBatch = 1 } : edit;
                 using var result = engine.Run(condition, modeSeeds, modeEdit, modeSelection, null, CancellationToken.None, prepare);
@@ -135,34 +135,26 @@ public static class Bench
                 }
                 times.Add(seconds);
                 nfe = result.ModelEvaluations;
-                phases = new JsonObject
-                {
-                    ["prepare"] = Math.Round(result.Times.Prepare, 4),
-                    ["candidates"] = Math.Round(result.Times.Candidates, 4),
-                    ["selection"] = Math.Round(result.Times.Selection, 4),
-                    ["finish"] = Math.Round(result.Times.Finish, 4),
-                    ["decode"] = Math.Round(result.Times.Decode, 4),
-                };
+                phases = PhaseSeconds.From(result.Times, withTotal: false);
                 log.LogInformation("{Mode}: run {Run} {Seconds:F3} s, {Nfe} model evaluations", mode, r - o.Warmup + 1, seconds, nfe);
             }
             var sorted = times.Order().ToArray();
             double median = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-            var entry = new JsonObject
+            modes[mode] = new BenchModeResult
             {
-                ["candidates"] = modeSeeds.Length,
-                ["stopping_step"] = modeSelection?.StoppingStep,
-                ["median_s"] = Math.Round(median, 4),
-                ["runs_s"] = new JsonArray(times.Select(t => (JsonNode)JsonValue.Create(Math.Round(t, 4))!).ToArray()),
-                ["nfe"] = nfe,
-                ["last_run_phases_s"] = phases,
+                Candidates = modeSeeds.Length,
+                StoppingStep = modeSelection?.StoppingStep,
+                MedianS = Math.Round(median, 4),
+                RunsS = times.Select(t => Math.Round(t, 4)).ToArray(),
+                Nfe = nfe,
+                LastRunPhasesS = phases,
+                Memory = MemoryProbe.Trend(memory),   // after every run, warm-ups included: max is the peak, growth shows leaks
             };
-            entry["memory"] = MemoryProbe.Trend(memory);   // after every run, warm-ups included: max is the peak, growth shows leaks
-            modes[mode] = entry;
-            if (mode != o.Modes[^1]) onModeDone?.Invoke(document);
+            if (mode != o.Modes[^1]) onModeDone?.Invoke(Document(complete: false));
         }
-        document["complete"] = true;
-        onModeDone?.Invoke(document);
-        return document;
+        var final = Document(complete: true);
+        onModeDone?.Invoke(final);
+        return final;
     }
 
     private static EditCondition Prepare(EditingModel model, RgbImage image, BenchOptions o)

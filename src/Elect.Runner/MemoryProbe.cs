@@ -1,11 +1,55 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
-using System.Text.Json;
-using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Elect.Editing;
+namespace Elect.Runner;
+
+/// <summary>One set of memory readings (MiB; <c>live_tensors</c>: a count). The GPU's only on CUDA, when NVML can be read.</summary>
+public sealed record MemorySnapshot
+{
+    public double ProcessRssMib { get; init; }
+    public double ManagedMib { get; init; }
+    public long LiveTensors { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? GpuUsedMib { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? GpuTotalMib { get; init; }
+}
+
+/// <summary>The course of one reading over a sequence of snapshots; growth is last − first.</summary>
+public sealed record ReadingTrend
+{
+    public double First { get; init; }
+    public double Last { get; init; }
+    public double Min { get; init; }
+    public double Max { get; init; }
+    public double Growth { get; init; }
+}
+
+/// <summary>The course of each reading of <see cref="MemorySnapshot"/> over <c>items</c> snapshots.</summary>
+public sealed record MemoryTrend
+{
+    public int Items { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public ReadingTrend? ProcessRssMib { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public ReadingTrend? ManagedMib { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public ReadingTrend? LiveTensors { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public ReadingTrend? GpuUsedMib { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public ReadingTrend? GpuTotalMib { get; init; }
+}
 
 /// <summary>
 /// Memory readings for reports: the process's resident set, the managed heap, the number of live
@@ -16,49 +60,44 @@ namespace Elect.Editing;
 /// </summary>
 public static class MemoryProbe
 {
-    public static JsonObject Snapshot(Device device)
+    public static MemorySnapshot Snapshot(Device device)
     {
-        var o = new JsonObject
+        var o = new MemorySnapshot
         {
-            ["process_rss_mib"] = Math.Round(Environment.WorkingSet / 1048576.0, 1),
-            ["managed_mib"] = Math.Round(GC.GetTotalMemory(false) / 1048576.0, 1),
-            ["live_tensors"] = DisposeScopeManager.Statistics.ThreadTotalLiveCount,
+            ProcessRssMib = Math.Round(Environment.WorkingSet / 1048576.0, 1),
+            ManagedMib = Math.Round(GC.GetTotalMemory(false) / 1048576.0, 1),
+            LiveTensors = DisposeScopeManager.Statistics.ThreadTotalLiveCount,
         };
         if (device.type == DeviceType.CUDA && Nvml.TryUsedBytes(device.index < 0 ? 0 : device.index, out var used, out var total))
-        {
-            o["gpu_used_mib"] = Math.Round(used / 1048576.0, 1);
-            o["gpu_total_mib"] = Math.Round(total / 1048576.0, 1);
-        }
+            o = o with { GpuUsedMib = Math.Round(used / 1048576.0, 1), GpuTotalMib = Math.Round(total / 1048576.0, 1) };
         return o;
     }
 
     /// <summary>
     /// The course of each reading over a sequence of snapshots (one per dataset item or bench run):
     /// <c>{reading: {first, last, min, max, growth}}</c>, where growth is last − first. Flat memory
-    /// across items means growth ≈ 0 (the first item already holds the caches).
+    /// across items means growth ≈ 0 (the first item already holds the caches). A reading missing
+    /// from some snapshot (the GPU's, where NVML could not be read) gets no trend.
     /// </summary>
-    public static JsonObject Trend(IReadOnlyList<JsonObject> snapshots)
+    public static MemoryTrend Trend(IReadOnlyList<MemorySnapshot> snapshots)
     {
-        var trend = new JsonObject { ["items"] = snapshots.Count };
-        if (snapshots.Count == 0) return trend;
-        foreach (var key in snapshots[0].Select(kv => kv.Key))
+        ReadingTrend? Of(Func<MemorySnapshot, double?> reading)
         {
-            var values = snapshots.Select(s => Number(s[key])).Where(d => d.HasValue).Select(d => d!.Value).ToArray();
-            if (values.Length != snapshots.Count) continue;   // a reading missing from some items
-            trend[key] = new JsonObject
-            {
-                ["first"] = values[0],
-                ["last"] = values[^1],
-                ["min"] = values.Min(),
-                ["max"] = values.Max(),
-                ["growth"] = Math.Round(values[^1] - values[0], 1),
-            };
+            var values = snapshots.Select(reading).ToArray();
+            if (values.Length == 0 || values.Any(v => v is null)) return null;
+            var v = values.Select(x => x!.Value).ToArray();
+            return new ReadingTrend { First = v[0], Last = v[^1], Min = v.Min(), Max = v.Max(), Growth = Math.Round(v[^1] - v[0], 1) };
         }
-        return trend;
+        return new MemoryTrend
+        {
+            Items = snapshots.Count,
+            ProcessRssMib = Of(s => s.ProcessRssMib),
+            ManagedMib = Of(s => s.ManagedMib),
+            LiveTensors = Of(s => s.LiveTensors),
+            GpuUsedMib = Of(s => s.GpuUsedMib),
+            GpuTotalMib = Of(s => s.GpuTotalMib),
+        };
     }
-
-    private static double? Number(JsonNode? node) =>
-        node is JsonValue v && v.GetValueKind() == JsonValueKind.Number ? double.Parse(v.ToJsonString(), CultureInfo.InvariantCulture) : null;
 
     /// <summary>
     /// Memory free for a new allocation on <paramref name="device"/>: on CUDA the device's free memory as NVML
