@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Elect.Runner;
 using Elect.Modeling;
+using Elect.Pipelines;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -13,7 +14,7 @@ internal static class BenchCommand
     public static Command Build(TextWriter stdout, TextWriter stderr)
     {
         var c = new Command("bench", "Time plain single-seed editing, ELECT and full Best-of-N (random full-size weights unless --model-path is given)");
-        var model = new Option<string>("--model") { Description = "instructpix2pix, magicbrush, ultraedit or instructdiffusion", DefaultValueFactory = _ => "instructpix2pix" };
+        var model = new Option<string>("--model") { Description = ModelFamilies.NamesInProse(), DefaultValueFactory = _ => "instructpix2pix" };
         model.AcceptOnlyFromAmong([.. Editor.Families]);
         var modelPath = new Option<string?>("--model-path") { Description = "Checkpoint folder (default: random weights of the real architecture)" };
         var device = new Option<string>("--device") { Description = "cpu, cuda, cuda:N or auto", DefaultValueFactory = _ => "auto" };

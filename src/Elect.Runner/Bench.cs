@@ -159,7 +159,7 @@ public static class Bench
 
     private static EditCondition Prepare(EditingModel model, RgbImage image, BenchOptions o)
     {
-        int tokens = BenchConfigs.PromptTokens(o.Family);
+        int tokens = RandomFamily(o.Family).PromptTokens;
         using var gen = new Generator(1234);
         switch (model)
         {
@@ -186,28 +186,62 @@ public static class Bench
         }
     }
 
-    /// <summary>Full-size (or shrunk, for CPU smoke runs) models with random weights.</summary>
+    /// <summary>
+    /// How the bench builds each registered family with random weights (full size, or shrunk for CPU smoke runs)
+    /// and how long its prompt embeddings are: the bench's one family-specific table (a test checks that every
+    /// family of the registry has an entry).
+    /// </summary>
+    private static readonly IReadOnlyDictionary<string, (Func<BenchOptions, EditingModel> Build, int PromptTokens)> RandomFamilies =
+        new Dictionary<string, (Func<BenchOptions, EditingModel>, int)>
+        {
+            ["instructpix2pix"] = (RandomInstructPix2Pix, 77),
+            ["magicbrush"] = (RandomInstructPix2Pix, 77),
+            ["ultraedit"] = (RandomUltraEdit, 154),
+            ["instructdiffusion"] = (RandomInstructDiffusion, 77),
+        };
+
+    /// <summary>The families the bench can build with random weights.</summary>
+    public static IEnumerable<string> RandomFamilyNames => RandomFamilies.Keys;
+
+    private static (Func<BenchOptions, EditingModel> Build, int PromptTokens) RandomFamily(string family) =>
+        RandomFamilies.TryGetValue(family, out var f) ? f : throw new ArgumentException($"the bench has no random-weight build of '{family}'");
+
     private static EditingModel RandomModel(BenchOptions o)
     {
-        static ModelConfig Cfg(string json, string name, string size)
-        {
-            var node = JsonNode.Parse(json)!.AsObject();
-            if (size == "tiny") Shrink(node);
-            using var doc = JsonDocument.Parse(node.ToJsonString());
-            return new ModelConfig(doc.RootElement, $"built-in {name} config");
-        }
         if (o.Size is not ("full" or "tiny")) throw new ArgumentException($"unknown --size '{o.Size}' (full or tiny)");
-        if (o.Family == "ultraedit")
-        {
-            var transformer = ModuleSetup.ForInference(new SD3Transformer2DModel(SD3TransformerConfig.From(Cfg(BenchConfigs.UltraEditTransformer, "SD3 transformer", o.Size)), persistentPosEmbed: false, device: o.Device, dtype: o.DType), o.DType, o.Device);
-            var vae = ModuleSetup.ForInference(new AutoencoderKL(Cfg(BenchConfigs.Sd3Vae, "SD3 VAE", o.Size)), o.DType, o.Device);
-            return UltraEditModel.FromComponents(null, null, null, null, null, null, transformer, vae, Cfg(BenchConfigs.FlowScheduler, "scheduler", "full"), o.Device, o.DType);
-        }
-        var unet = ModuleSetup.ForInference(new UNet2DConditionModel(Cfg(BenchConfigs.Ip2pUnet, "SD 1.5 UNet", o.Size)), o.DType, o.Device);
-        var sdVae = ModuleSetup.ForInference(new AutoencoderKL(Cfg(BenchConfigs.Sd15Vae, "SD 1.5 VAE", o.Size)), o.DType, o.Device);
-        if (o.Family == "instructdiffusion")   // instruct_diffusion.yaml's UNet and VAE are SD 1.5's with 8 input channels, as InstructPix2Pix's
-            return InstructDiffusionModel.FromComponents(LdmConfig.InstructDiffusion, null, null, unet, sdVae, o.Device, o.DType);
-        return InstructPix2PixModel.FromComponents(o.Family, null, null, unet, sdVae, Cfg(BenchConfigs.Ip2pScheduler, "scheduler", "full"), o.Device, o.DType);
+        return RandomFamily(o.Family).Build(o);
+    }
+
+    private static ModelConfig Cfg(string json, string name, string size)
+    {
+        var node = JsonNode.Parse(json)!.AsObject();
+        if (size == "tiny") Shrink(node);
+        using var doc = JsonDocument.Parse(node.ToJsonString());
+        return new ModelConfig(doc.RootElement, $"built-in {name} config");
+    }
+
+    private static EditingModel RandomUltraEdit(BenchOptions o)
+    {
+        var transformer = ModuleSetup.ForInference(new SD3Transformer2DModel(SD3TransformerConfig.From(Cfg(BenchConfigs.UltraEditTransformer, "SD3 transformer", o.Size)), persistentPosEmbed: false, device: o.Device, dtype: o.DType), o.DType, o.Device);
+        var vae = ModuleSetup.ForInference(new AutoencoderKL(Cfg(BenchConfigs.Sd3Vae, "SD3 VAE", o.Size)), o.DType, o.Device);
+        return UltraEditModel.FromComponents(null, null, null, null, null, null, transformer, vae, Cfg(BenchConfigs.FlowScheduler, "scheduler", "full"), o.Device, o.DType);
+    }
+
+    private static (UNet2DConditionModel Unet, AutoencoderKL Vae) RandomSd15(BenchOptions o) =>
+        (ModuleSetup.ForInference(new UNet2DConditionModel(Cfg(BenchConfigs.Ip2pUnet, "SD 1.5 UNet", o.Size)), o.DType, o.Device),
+         ModuleSetup.ForInference(new AutoencoderKL(Cfg(BenchConfigs.Sd15Vae, "SD 1.5 VAE", o.Size)), o.DType, o.Device));
+
+    private static EditingModel RandomInstructPix2Pix(BenchOptions o)
+    {
+        var (unet, vae) = RandomSd15(o);
+        return InstructPix2PixModel.FromComponents(o.Family, null, null, unet, vae, Cfg(BenchConfigs.Ip2pScheduler, "scheduler", "full"), o.Device, o.DType);
+    }
+
+    // instruct_diffusion.yaml's UNet and VAE are SD 1.5's with 8 input channels, as InstructPix2Pix's
+    private static EditingModel RandomInstructDiffusion(BenchOptions o)
+    {
+        var (unet, vae) = RandomSd15(o);
+        return InstructDiffusionModel.FromComponents(LdmConfig.InstructDiffusion, null, null, unet, vae, o.Device, o.DType);
     }
 
     /// <summary>Divides channel widths by 8-10 (keeping group-norm divisibility) for quick CPU runs of the code path.</summary>

@@ -60,7 +60,4 @@ public static class BenchConfigs
     public const string FlowScheduler = """
     { "_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 3.0 }
     """;
-
-    /// <summary>Prompt-embedding length the denoiser reads (widths come from the model's own config).</summary>
-    public static int PromptTokens(string family) => family == "ultraedit" ? 154 : 77;
 }

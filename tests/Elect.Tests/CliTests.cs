@@ -89,6 +89,10 @@ public sealed class CliTests : IDisposable
         Ip2pPipelineTests.AssertImageClose(Fixtures.Golden("ultraedit.elect.output-mask"), mask, "cli ultraedit mask");
     }
 
+    [Fact]
+    public void BenchBuildsEveryRegisteredFamilyWithRandomWeights() =>
+        Assert.Equal(Elect.Pipelines.ModelFamilies.Names.Order(), Elect.Runner.Bench.RandomFamilyNames.Order());
+
     [Theory]
     [InlineData("instructpix2pix")]
     [InlineData("ultraedit")]
