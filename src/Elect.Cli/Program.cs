@@ -7,6 +7,7 @@ using Elect.Datasets;
 using Elect.Selection;
 using Elect.Imaging;
 using Elect.Modeling;
+using Elect.Pipelines;
 using Elect.Runner;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
@@ -304,7 +305,10 @@ namespace Elect.Cli
             var loaded = RgbImage.Load(inputPath);
             limits.CheckImage(loaded.Width, loaded.Height, resolution, inputPath);
             var image = ImageOps.ImageResize(loaded, resolution);
-            RgbImage? mask = p.GetValue(o.MaskImage) is { } maskPath ? ImageOps.Fit(RgbImage.Load(maskPath), image.Width, image.Height) : null;
+            var maskPath = p.GetValue(o.MaskImage);
+            if (maskPath is not null && !ModelFamilies.Get(p.GetValue(o.Model)!).TakesMask)   // before any model work
+                throw new ArgumentException($"--model {p.GetValue(o.Model)} takes no mask image; drop --mask-image");
+            RgbImage? mask = maskPath is not null ? ImageOps.Fit(RgbImage.Load(maskPath), image.Width, image.Height) : null;
             var (device, dtype) = DeviceAndDType(p, o, log);
             using var editor = Editor.Load(ModelPath(p, o), p.GetValue(o.Model)!, device, dtype, log, p.GetValue(o.TokenizerPath));
             edit = PlanMemory(editor, edit, seeds.Length, image.Width, image.Height, log);

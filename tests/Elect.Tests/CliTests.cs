@@ -90,6 +90,19 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void MaskImageForAFamilyWithoutMasksIsRefusedBeforeLoading()
+    {
+        var img = Path.Combine(_tmp, "in.png");
+        new RgbImage(64, 64).SavePng(img);
+        // the checkpoint path does not exist: only a check made before any model work can give this error
+        var (code, _, err) = Cli(["run-single", "--input", img, "--instruction", "x", "--model", "instructdiffusion",
+            "--model-path", Path.Combine(_tmp, "none.ckpt"), "--mask-image", img, "--device", "cpu", "--output-dir", Path.Combine(_tmp, "o")]);
+        Assert.Equal(1, code);
+        Assert.Equal("elect: error: --model instructdiffusion takes no mask image; drop --mask-image", err.Trim());
+        Assert.False(File.Exists(Path.Combine(_tmp, "o", "in_output_1.png")));
+    }
+
+    [Fact]
     public void BenchBuildsEveryRegisteredFamilyWithRandomWeights() =>
         Assert.Equal(Elect.Pipelines.ModelFamilies.Names.Order(), Elect.Runner.Bench.RandomFamilyNames.Order());
 
