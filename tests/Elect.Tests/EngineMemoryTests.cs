@@ -11,18 +11,11 @@ namespace Elect.Tests;
 public class EngineMemoryTests
 {
     /// <summary>The real tiny model, failing like CUDA does when a call holds more than <c>limit</c> candidates.</summary>
-    private sealed class MemoryLimitedModel(EditingModel inner, int limit) : EditingModel(inner.Device, inner.DType)
+    private sealed class MemoryLimitedModel(EditingModel inner, int limit) : DelegatingModel(inner)
     {
         public int LargestCall { get; private set; }
         public int LargestDecode { get; private set; }
         public int Refusals { get; private set; }
-
-        public override string Name => inner.Name;
-        public override int LatentChannels => inner.LatentChannels;
-        public override int DownsampleFactor => inner.DownsampleFactor;
-        public override float DefaultTextGuidance => inner.DefaultTextGuidance;
-        public override IDenoisingScheduler CreateScheduler(int steps) => inner.CreateScheduler(steps);
-        public override EditCondition Prepare(RgbImage image, string instruction, RgbImage? mask = null) => inner.Prepare(image, instruction, mask);
 
         public override Tensor Forward(EditCondition condition, Tensor modelInput, Tensor timestep)
         {
@@ -33,7 +26,7 @@ public class EngineMemoryTests
                 throw new InvalidOperationException($"CUDA out of memory. Tried to allocate {candidates} candidates");
             }
             LargestCall = Math.Max(LargestCall, candidates);
-            return inner.Forward(condition, modelInput, timestep);
+            return Inner.Forward(condition, modelInput, timestep);
         }
 
         public override Tensor DecodeLatents(Tensor latents)
@@ -44,10 +37,8 @@ public class EngineMemoryTests
                 throw new InvalidOperationException("CUDA out of memory (decode)");
             }
             LargestDecode = Math.Max(LargestDecode, (int)latents.shape[0]);
-            return inner.DecodeLatents(latents);
+            return Inner.DecodeLatents(latents);
         }
-
-        protected override void Dispose(bool disposing) { }
     }
 
     [SkippableFact]

@@ -27,13 +27,7 @@ public sealed class ReliabilityTests : IDisposable
 
     public void Dispose() => Directory.Delete(_tmp, recursive: true);
 
-    private static (int Code, string Out, string Err) Cli(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = ElectCli.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    private static (int Code, string Out, string Err) Cli(params string[] args) => CliHarness.Run(args);
 
     /// <summary>The CLI as a child process (stdout/stderr redirected, so not a terminal).</summary>
     private sealed class Child : IDisposable
@@ -356,32 +350,25 @@ public sealed class ReliabilityTests : IDisposable
 
     /// <summary>Delegates to a real model; one chosen model call returns NaN in its first candidate's text branch.</summary>
     private sealed class PoisonedModel(EditingModel inner, int poisonCall, bool poisonDecode = false, ScalarType? declaredDType = null)
-        : EditingModel(inner.Device, declaredDType ?? inner.DType)
+        : DelegatingModel(inner, declaredDType)
     {
         private int _calls;
         public int Decodes { get; private set; }
         public int Float32Decodes { get; private set; }
-        public override string Name => inner.Name;
-        public override int LatentChannels => inner.LatentChannels;
-        public override int DownsampleFactor => inner.DownsampleFactor;
-        public override float DefaultTextGuidance => inner.DefaultTextGuidance;
-        public override IDenoisingScheduler CreateScheduler(int steps) => inner.CreateScheduler(steps);
-        public override EditCondition Prepare(RgbImage image, string instruction, RgbImage? mask = null) => inner.Prepare(image, instruction, mask);
         public override Tensor Forward(EditCondition condition, Tensor modelInput, Tensor timestep)
         {
-            var y = inner.Forward(condition, modelInput.to(inner.DType), timestep);
+            var y = Inner.Forward(condition, modelInput.to(Inner.DType), timestep);
             if (++_calls == poisonCall) y[0].fill_(float.NaN);
             return y;
         }
         public override Tensor DecodeLatents(Tensor latents)
         {
             Decodes++;
-            var y = inner.DecodeLatents(latents);
+            var y = Inner.DecodeLatents(latents);
             if (poisonDecode) y[0, 0, 0, 0].fill_(float.PositiveInfinity);
             return y;
         }
-        public override Tensor DecodeLatentsInFloat32(Tensor latents) { Float32Decodes++; return inner.DecodeLatents(latents); }
-        protected override void Dispose(bool disposing) { }
+        public override Tensor DecodeLatentsInFloat32(Tensor latents) { Float32Decodes++; return Inner.DecodeLatents(latents); }
     }
 
     [SkippableFact]

@@ -1,0 +1,38 @@
+using Elect.Cli;
+using Elect.Imaging;
+using Elect.Pipelines;
+using Elect.Schedulers;
+using static TorchSharp.torch;
+
+namespace Elect.Tests;
+
+/// <summary>The elect command line run in process: exit code, stdout and stderr.</summary>
+internal static class CliHarness
+{
+    public static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = ElectCli.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+}
+
+/// <summary>
+/// A test seam over a real editing model: everything delegates to <paramref name="inner"/>; tests override the
+/// model call or the decode to inject failures (out of memory, NaN) without touching the engine.
+/// </summary>
+internal abstract class DelegatingModel(EditingModel inner, ScalarType? declaredDType = null)
+    : EditingModel(inner.Device, declaredDType ?? inner.DType)
+{
+    protected EditingModel Inner => inner;
+    public override string Name => inner.Name;
+    public override int LatentChannels => inner.LatentChannels;
+    public override int DownsampleFactor => inner.DownsampleFactor;
+    public override float DefaultTextGuidance => inner.DefaultTextGuidance;
+    public override IDenoisingScheduler CreateScheduler(int steps) => inner.CreateScheduler(steps);
+    public override EditCondition Prepare(RgbImage image, string instruction, RgbImage? mask = null) => inner.Prepare(image, instruction, mask);
+    public override Tensor Forward(EditCondition condition, Tensor modelInput, Tensor timestep) => inner.Forward(condition, modelInput, timestep);
+    public override Tensor DecodeLatents(Tensor latents) => inner.DecodeLatents(latents);
+    protected override void Dispose(bool disposing) { }   // the inner model belongs to the test
+}
