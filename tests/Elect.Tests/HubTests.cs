@@ -229,3 +229,47 @@ public sealed class HubTests : IDisposable
         Assert.Contains(hub.Log, l => l.StartsWith("GET /api/models/org/gated", StringComparison.Ordinal) && l.EndsWith($"Bearer {hub.RequiredToken}", StringComparison.Ordinal));
     }
 }
+
+/// <summary><c>elect download</c> against <see cref="MockHub"/> through <c>HF_ENDPOINT</c>.</summary>
+[Collection("hub")]
+public sealed class DownloadCommandTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "elect-dl-" + Guid.NewGuid().ToString("N"));
+
+    public DownloadCommandTests() => Directory.CreateDirectory(_dir);
+
+    public void Dispose()
+    {
+        Environment.SetEnvironmentVariable("HF_ENDPOINT", null);
+        Environment.SetEnvironmentVariable("HF_TOKEN", null);
+        try { Directory.Delete(_dir, true); } catch (IOException) { }
+    }
+
+    [Fact]
+    public void Download_command_fetches_a_repository_and_reports_errors_in_one_line()
+    {
+        var source = Path.Combine(_dir, "source");
+        Directory.CreateDirectory(Path.Combine(source, "unet"));
+        File.WriteAllText(Path.Combine(source, "model_index.json"), """{"unet": ["diffusers", "UNet2DConditionModel"]}""");
+        File.WriteAllText(Path.Combine(source, "unet", "config.json"), "{}");
+        File.WriteAllBytes(Path.Combine(source, "unet", "diffusion_pytorch_model.safetensors"), new byte[4096]);
+        using var hub = new MockHub();
+        hub.AddFolder("org/name", source);
+        Environment.SetEnvironmentVariable("HF_ENDPOINT", hub.Endpoint);
+        var target = Path.Combine(_dir, "D");
+        var (code, stdout, stderr) = CliHarness.Run("download", "org/name", "--local-dir", target);
+        Assert.True(code == 0, stderr);
+        Assert.Equal(target, stdout.Trim());
+        Assert.Equal(new byte[4096], File.ReadAllBytes(Path.Combine(target, "unet", "diffusion_pytorch_model.safetensors")));
+
+        (code, _, stderr) = CliHarness.Run("download", "org/missing", "--local-dir", target);
+        Assert.Equal(1, code);
+        Assert.StartsWith("elect: error: ", stderr.Split('\n').First(l => l.StartsWith("elect:", StringComparison.Ordinal)));
+        Assert.Contains("org/missing", stderr);
+        (code, _, stderr) = CliHarness.Run("download", "nosuchmodel");
+        Assert.Equal(1, code);
+        Assert.Contains("neither a model", stderr);
+        (code, _, _) = CliHarness.Run("download", "org/name", "--precision", "fp8");
+        Assert.Equal(2, code);
+    }
+}
