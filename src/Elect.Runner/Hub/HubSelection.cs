@@ -137,6 +137,7 @@ public static class FamilyDownloads
             "the InstructDiffusion weights are not in a Hub repository elect knows: download v1-5-pruned-emaonly-adaption-task.ckpt (several GB) from the InstructDiffusion authors' release " +
             "(github.com/cientgu/InstructDiffusion, README 'Pre-trained models') to checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt; this command fetched only the CLIP tokenizer and text-encoder config it needs",
             "about 4 MB (CLIP tokenizer and config; the .ckpt comes from the authors' release)"),
+        ["demo"] = new(null, "", null, "the demo model is built in memory with random weights: there is nothing to download", "0"),
     };
 
     /// <summary>The entry of a registered family, or null (then the argument is a repository id).</summary>
