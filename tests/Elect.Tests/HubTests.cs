@@ -176,6 +176,22 @@ public sealed class HubTests : IDisposable
             Assert.False(File.Exists(Path.Combine(target, path)));
             Assert.False(File.Exists(Path.Combine(target, path + ".incomplete")));
         }
+        // without checksums in the listing, the resolve answer's X-Linked-Etag / ETag are checked
+        hub.NamesOnly = true;
+        foreach (var (path, kind) in new[] { ("vae/diffusion_pytorch_model.safetensors", "sha256"), ("unet/config.json", "git blob id") })
+        {
+            hub.Corrupt.Clear();
+            hub.Corrupt.Add(path);
+            if (Directory.Exists(target)) Directory.Delete(target, true);
+            var e = await Assert.ThrowsAsync<HubException>(() => client.DownloadRepoAsync("org/name", target));
+            Assert.Contains($"checksum mismatch for '{path}'", e.Message);
+            Assert.Contains(kind, e.Message);
+        }
+        hub.Corrupt.Clear();
+        await client.DownloadRepoAsync("org/name", target);
+        AssertSameFolder(source, target);
+        hub.NamesOnly = false;
+
         // a corrupted file already in place is fetched again
         hub.Corrupt.Clear();
         await client.DownloadRepoAsync("org/name", target);

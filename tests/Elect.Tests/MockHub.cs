@@ -47,6 +47,9 @@ internal sealed class MockHub : IDisposable
 
     public string Endpoint { get; }
 
+    /// <summary>Answer listings with names only (as a mirror that ignores <c>?blobs=true</c>).</summary>
+    public bool NamesOnly { get; set; }
+
     public MockHub()
     {
         _listener.Start();
@@ -163,7 +166,7 @@ internal sealed class MockHub : IDisposable
         {
             var rev = path[$"/api/models/{repo}/revision/".Length..];
             if (rev is not ("main" or Commit)) { await Error(404, "Not Found", "RevisionNotFound", $"Invalid rev id: {rev}"); return; }
-            var siblings = repoFiles.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => IsLfs(kv.Key, kv.Value)
+            var siblings = repoFiles.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => NamesOnly ? (object)new { rfilename = kv.Key } : IsLfs(kv.Key, kv.Value)
                 ? (object)new { rfilename = kv.Key, size = kv.Value.Length, blobId = GitBlobId(Encoding.ASCII.GetBytes($"version https://git-lfs.github.com/spec/v1\noid sha256:{Sha256(kv.Value)}\nsize {kv.Value.Length}\n")), lfs = new { sha256 = Sha256(kv.Value), size = kv.Value.Length, pointerSize = 134 } }
                 : new { rfilename = kv.Key, size = kv.Value.Length, blobId = GitBlobId(kv.Value) });
             await Send(200, "OK", [("Content-Type", "application/json")], JsonSerializer.SerializeToUtf8Bytes(new { id = repo, sha = Commit, siblings }));

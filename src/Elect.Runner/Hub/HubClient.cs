@@ -186,7 +186,11 @@ public sealed class HubClient : IDisposable
         {
             try
             {
-                await FetchAsync(url, repo.RepoId, file, partial, progress, cancel).ConfigureAwait(false);
+                var etag = await FetchAsync(url, repo.RepoId, file, partial, progress, cancel).ConfigureAwait(false);
+                // a listing without checksums (a mirror that ignores ?blobs=true): the resolve answer's
+                // X-Linked-Etag (LFS: the sha256) or ETag (the git blob id) stands in
+                if (file.Sha256 is null && file.BlobId is null && etag is not null)
+                    file = etag.Length == 64 ? file with { Sha256 = etag } : etag.Length == 40 ? file with { BlobId = etag } : file;
                 break;
             }
             catch (Exception e) when (attempt < MaxAttempts && !cancel.IsCancellationRequested && e is IOException or HttpRequestException or TaskCanceledException)
@@ -213,12 +217,14 @@ public sealed class HubClient : IDisposable
         return true;
     }
 
-    private async Task FetchAsync(Uri url, string repoId, HubFile file, string partial, IProgress<HubProgress>? progress, CancellationToken cancel)
+    /// <summary>Fetches into <paramref name="partial"/>; returns the first answer's X-Linked-Etag or ETag (unquoted, lower case), if any.</summary>
+    private async Task<string?> FetchAsync(Uri url, string repoId, HubFile file, string partial, IProgress<HubProgress>? progress, CancellationToken cancel)
     {
         long have = File.Exists(partial) ? new FileInfo(partial).Length : 0;
         if (file.Size is { } size && have > size) { File.Delete(partial); have = 0; }
-        if (file.Size is { } complete && have == complete && complete > 0) return;   // everything arrived before the cut
-        using var response = await SendAsync(url, have > 0 ? have : null, repoId, file.Path, cancel).ConfigureAwait(false);
+        if (file.Size is { } complete && have == complete && complete > 0) return null;   // everything arrived before the cut
+        var (response, etag) = await SendWithEtagAsync(url, have > 0 ? have : null, repoId, file.Path, cancel).ConfigureAwait(false);
+        using var _ = response;
         bool append = have > 0 && response.StatusCode == HttpStatusCode.PartialContent;
         if (!append) have = 0;   // the server ignored the range: start again
         long? total = file.Size ?? (response.Content.Headers.ContentLength is { } len ? len + have : null);
@@ -238,6 +244,7 @@ public sealed class HubClient : IDisposable
         progress?.Report(new HubProgress(file.Path, have, total));
         if (response.Content.Headers.ContentLength is { } expected && received != expected)
             throw new IOException($"the connection ended after {received} of {expected} bytes");
+        return etag;
     }
 
     /// <summary>
@@ -245,8 +252,12 @@ public sealed class HubClient : IDisposable
     /// only to the endpoint's host. Non-success answers become <see cref="HubException"/>s naming the repository,
     /// the file and what to do.
     /// </summary>
-    private async Task<HttpResponseMessage> SendAsync(Uri url, long? from, string repoId, string? path, CancellationToken cancel)
+    private async Task<HttpResponseMessage> SendAsync(Uri url, long? from, string repoId, string? path, CancellationToken cancel) =>
+        (await SendWithEtagAsync(url, from, repoId, path, cancel).ConfigureAwait(false)).Response;
+
+    private async Task<(HttpResponseMessage Response, string? Etag)> SendWithEtagAsync(Uri url, long? from, string repoId, string? path, CancellationToken cancel)
     {
+        string? etag = null;
         for (int hop = 0; ; hop++)
         {
             using var request = new HttpRequestMessage(HttpMethod.Get, url);
@@ -255,6 +266,8 @@ public sealed class HubClient : IDisposable
             if (from is { } f) request.Headers.Range = new RangeHeaderValue(f, null);
             var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancel).ConfigureAwait(false);
             int code = (int)response.StatusCode;
+            if (hop == 0 && (response.Headers.TryGetValues("X-Linked-Etag", out var tags) || response.Headers.TryGetValues("ETag", out tags)))
+                etag = tags.First().Replace("W/", "", StringComparison.Ordinal).Trim('"').ToLowerInvariant();
             if (code is 301 or 302 or 303 or 307 or 308)
             {
                 var location = response.Headers.Location;
@@ -264,7 +277,7 @@ public sealed class HubClient : IDisposable
                 url = location.IsAbsoluteUri ? location : new Uri(url, location);
                 continue;
             }
-            if (response.IsSuccessStatusCode) return response;
+            if (response.IsSuccessStatusCode) return (response, etag);
             string message = await ErrorMessage(response, cancel).ConfigureAwait(false);
             var what = path is null ? $"repository {repoId}" : $"'{path}' of {repoId}";
             var page = $"{Endpoint}/{repoId}";
