@@ -198,6 +198,7 @@ public static class Bench
             ["magicbrush"] = (RandomInstructPix2Pix, 77),
             ["ultraedit"] = (RandomUltraEdit, 154),
             ["instructdiffusion"] = (RandomInstructDiffusion, 77),
+            ["demo"] = (o => Pipelines.Demo.DemoModel.Load(o.Device, o.DType), 77),   // tiny whatever --size says: the demo family itself
         };
 
     /// <summary>The families the bench can build with random weights.</summary>

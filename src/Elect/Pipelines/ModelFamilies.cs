@@ -16,6 +16,9 @@ public enum CheckpointLayout
 
     /// <summary>One single-file checkpoint (.ckpt / .safetensors), with the tokenizer in a separate folder.</summary>
     SingleFile,
+
+    /// <summary>No checkpoint: the model is built in memory (the <c>demo</c> family).</summary>
+    BuiltIn,
 }
 
 /// <summary>What a family's loader gets: the checkpoint path, the tokenizer folder (single-file families) and where to run.</summary>
@@ -53,7 +56,7 @@ public sealed record ModelFamily
     /// </summary>
     public string DefaultCheckpointPath()
     {
-        if (Checkpoint == CheckpointLayout.Folder) return DefaultCheckpoint;
+        if (Checkpoint != CheckpointLayout.SingleFile) return DefaultCheckpoint;
         var converted = Path.ChangeExtension(DefaultCheckpoint, ".safetensors");
         return File.Exists(converted) ? converted : DefaultCheckpoint;
     }
@@ -92,7 +95,16 @@ public static class ModelFamilies
             DefaultTokenizerPath = DefaultClipFolder,
             Load = LoadInstructDiffusion,
         },
+        new()
+        {
+            Name = "demo", DefaultTextGuidance = 7.5f, Checkpoint = CheckpointLayout.BuiltIn,
+            DefaultCheckpoint = DemoCheckpoint, TakesMask = false,
+            Load = LoadDemo,
+        },
     ];
+
+    /// <summary>The checkpoint "path" of the demo family (it has none).</summary>
+    public const string DemoCheckpoint = "(built-in demo)";
 
     /// <summary>The registered names, in registration order.</summary>
     public static IReadOnlyList<string> Names { get; } = All.Select(f => f.Name).ToArray();
@@ -130,6 +142,20 @@ public static class ModelFamilies
         var sw = Stopwatch.StartNew();
         var model = load();
         r.Log.LogInformation("loaded {Family} from {Folder} on {Device} ({DType}) in {Seconds:F1} s", family, folder, r.Device, r.DType, sw.Elapsed.TotalSeconds);
+        return model;
+    }
+
+    private static EditingModel LoadDemo(FamilyLoadRequest r)
+    {
+        if (r.CheckpointPath != DemoCheckpoint)
+            throw new ArgumentException($"the demo model is built in and takes no checkpoint path ({r.CheckpointPath}); for a checkpoint folder use the instructpix2pix family");
+        if (r.TokenizerPath is not null)
+            throw new ArgumentException("Editor.Load(tokenizerPath) is only for the instructdiffusion family; the demo model has its own tokenizer", "tokenizerPath");
+        TorchRuntime.Initialize(r.Device);
+        var sw = Stopwatch.StartNew();
+        var model = Demo.DemoModel.Load(r.Device, r.DType);
+        r.Log.LogWarning("{Warning}", Demo.DemoModel.Warning);
+        r.Log.LogInformation("built the demo model on {Device} ({DType}) in {Seconds:F1} s", r.Device, r.DType, sw.Elapsed.TotalSeconds);
         return model;
     }
 
