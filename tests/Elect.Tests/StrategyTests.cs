@@ -248,6 +248,61 @@ public sealed class StrategyTests(Xunit.Abstractions.ITestOutputHelper output) :
     }
 
     [SkippableFact]
+    public void StrategiesLeaveNoLiveTensors()
+    {
+        using var editor = Ip2pPipelineTests.LoadTiny();
+        var input = Ip2pPipelineTests.Input("ip2p-input.png", 128);
+        var engine = new ElectEngine(editor.Model);
+        var half = new float[128 * 128];
+        for (int k = 0; k < half.Length / 2; k++) half[k] = 1f;
+        var selection = new SelectionOptions
+        {
+            LastMaskStep = 2, PruneAt = [3], AutoStop = true, AutoStopInterval = 1, AutoStopPatience = 2, AutoStopMargin = 0, AutoStopMaxStep = 6,
+            KnownMask = new KnownMask(128, 128, half),
+        };
+        void Once()
+        {
+            using var condition = editor.Model.Prepare(input, Prompt);
+            using var result = engine.RunElect(condition, [1, 2, 3, 4], new EditOptions { InferenceSteps = 8 }, selection);
+            Assert.Equal(3, result.StoppingStep);   // checks at 2 and 3, the same leader (patience 2, margin 0)
+            Assert.Equal(4 * 3 + 5, result.ModelEvaluations);
+        }
+        Once();
+        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        Once();
+        Once();
+        long after = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        Assert.True(after == before, $"{after - before} tensors left alive");
+    }
+
+    [SkippableFact]
+    public void DatasetRunScoresOutsideEachItemsMaskAndListsFlaggedItems()
+    {
+        var dir = Path.Combine(_tmp, "pie");
+        Directory.CreateDirectory(Path.Combine(dir, "annotation_images"));
+        File.Copy(Path.Combine(Fixtures.Require(), "models", "ip2p-input.png"), Path.Combine(dir, "annotation_images", "cat.png"));
+        // item a: the left half of the 128x128 image is the edit (start, length per row); item b has no mask
+        var rle = string.Join(", ", Enumerable.Range(0, 128).Select(y => $"{y * 128}, 64"));
+        File.WriteAllText(Path.Combine(dir, "mapping_file.json"),
+            "{\"a\": {\"image_path\": \"cat.png\", \"editing_instruction\": \"" + Prompt + "\", \"mask\": [" + rle + "]}, " +
+            "\"b\": {\"image_path\": \"cat.png\", \"editing_instruction\": \"" + Prompt + "\"}}");
+        var outDir = Path.Combine(_tmp, "pie-out");
+        var (code, _, stderr) = CliHarness.Run(["run-dataset", "--dataset-dir", dir, "--model-path", Fixtures.Ip2pTiny, "--device", "cpu",
+            "--output-dir", outDir, "--log-level", "warning", "--resolution", "128", "--inference-steps", "6", "--select-one-seed",
+            "--candidate-seeds", "1", "2", "--stopping-step", "3", "--last-step-for-mask-extraction", "2", "--use-dataset-mask"]);
+        Assert.True(code == 3, stderr);
+        var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "summary.json")))!;
+        var a = summary["results"]!.AsArray().Single()!;
+        Assert.Equal("a", a["input"]!.GetValue<string>());
+        Assert.Equal("elect+known-mask", a["strategy"]!.GetValue<string>());
+        Assert.Equal(0.5, a["confidence"]!["mask_coverage"]!.GetValue<double>(), 6);
+        Assert.Equal(2 * 3 + 3, summary["nfe_plain_elect"]!.GetValue<long>());
+        Assert.NotNull(summary["review"]);
+        Assert.Contains("the item has no mask", summary["failures"]!.AsArray().Single()!["error"]!.GetValue<string>());
+        Assert.Equal("dataset-mask", JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "run_manifest.json")))!["strategy"]!.GetValue<string>());
+    }
+
+    [SkippableFact]
     public void CliReportsTheStrategyItsEvaluationsAndConfidence()
     {
         var input = Path.Combine(Fixtures.Require(), "models", "ip2p-input.png");

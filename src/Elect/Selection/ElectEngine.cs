@@ -83,7 +83,8 @@ public sealed class EditResult : IDisposable
 /// <summary>
 /// Runs the editing loop for many seeds at once: all active candidates share each model call
 /// (micro-batched when memory requires), the relevance map and BIS stay on the device, and the
-/// only host synchronisation inside the loop is reading the N scores at the stopping step. Each
+/// only host synchronisation inside the loop is reading the N scores at the stopping step (and at each opt-in
+/// scoring step: <see cref="SelectionOptions.PruneAt"/>, adaptive-stopping checks). Each
 /// candidate's noise comes from its own CPU generator (initial latents, then one draw per step),
 /// so a seed's trajectory does not depend on which other seeds share its batch.
 /// </summary>
