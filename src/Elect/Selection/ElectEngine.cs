@@ -62,7 +62,10 @@ public sealed class EditResult : IDisposable
     public required int Steps { get; init; }
     public int? StoppingStep { get; init; }
 
-    /// <summary>Every candidate was finished (plain runs, or ELECT with <see cref="SelectionOptions.KeepAllSeeds"/>).</summary>
+    /// <summary>
+    /// Every candidate was finished (plain runs, or ELECT with <see cref="SelectionOptions.KeepAllSeeds"/>; with
+    /// <see cref="SelectionOptions.PruneAt"/> every candidate that survived the pruning).
+    /// </summary>
     public bool AllSeedsKept { get; init; }
 
     /// <summary>Model evaluations spent (one evaluation = one candidate at one step, all three guidance branches).</summary>
