@@ -17,7 +17,7 @@ internal sealed class CliOptions
     public readonly Option<bool> SelectOneSeed = new("--select-one-seed") { Description = "ELECT: select the best candidate seed by background inconsistency" };
     public readonly Option<int> NumRandomCandidates = new("--num-random-candidates") { Description = "Draw this many random candidate seeds (overrides --candidate-seeds)", DefaultValueFactory = _ => 0 };
     public readonly Option<long[]> CandidateSeeds = new("--candidate-seeds") { Description = "Candidate seeds", AllowMultipleArgumentsPerToken = true };
-    public readonly Option<int> StoppingStep = new("--stopping-step") { Description = "Step at which ELECT selects the winner", DefaultValueFactory = _ => 40 };
+    public readonly Option<string> StoppingStep = new("--stopping-step") { Description = "Step at which ELECT selects the winner, or 'auto' (adaptive stopping, see --auto-stop-*)", DefaultValueFactory = _ => "40" };
     public readonly Option<int> FirstMaskStep = new("--first-step-for-mask-extraction") { Description = "First step of relevance-map accumulation", DefaultValueFactory = _ => 0 };
     public readonly Option<int> LastMaskStep = new("--last-step-for-mask-extraction") { Description = "Last step (exclusive) of relevance-map accumulation", DefaultValueFactory = _ => 20 };
     public readonly Option<bool> VisualizeAllSeeds = new("--visualize-all-seeds") { Description = "Finish and write every candidate, not only the winner" };
@@ -26,6 +26,14 @@ internal sealed class CliOptions
     public readonly Option<string?> DType = new("--dtype") { Description = "fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU)" };
     public readonly Option<int?> MaxBatch = new("--max-batch") { Description = "Candidates per model call (default: all; halved automatically on out-of-memory)" };
     public readonly Option<string?> Report = new("--report") { Description = "Write a JSON report to this file" };
+    public readonly Option<string?> PruneAt = new("--prune-at") { Description = "Successive halving: comma-separated steps at which the candidates are scored and the worse half dropped (e.g. 20,30)" };
+    public readonly Option<int?> Keep = new("--keep") { Description = "Candidates kept at each --prune-at step (default: the better half, rounded up)" };
+    public readonly Option<int> AutoStopInterval = new("--auto-stop-interval") { Description = "--stopping-step auto: steps between two checks", DefaultValueFactory = _ => 2 };
+    public readonly Option<int> AutoStopPatience = new("--auto-stop-patience") { Description = "--stopping-step auto: checks in a row the leader must stay first", DefaultValueFactory = _ => 3 };
+    public readonly Option<double> AutoStopMargin = new("--auto-stop-margin") { Description = "--stopping-step auto: least relative BIS margin of the leader over the runner-up", DefaultValueFactory = _ => 0.02 };
+    public readonly Option<int?> AutoStopMaxStep = new("--auto-stop-max-step") { Description = "--stopping-step auto: latest stopping step (default: 0.3*T for diffusion models, 0.4*T for rectified flow)" };
+    public readonly Option<string?> KnownMask = new("--known-mask") { Description = "ELECT: score BIS outside this known edit region (white = edited) instead of the estimated relevance map (not --mask-image)" };
+    public readonly Option<bool> UseDatasetMask = new("--use-dataset-mask") { Description = "ELECT: score BIS outside each item's PIE-Bench mask instead of the estimated relevance map" };
     public readonly Option<string?> MaskImage = new("--mask-image") { Description = "Mask image for UltraEdit checkpoints whose transformer takes mask channels (default: all white)" };
     public readonly Option<long> MaxPixels = new("--max-pixels") { Description = "Refuse resized images with more pixels than this (width x height)", DefaultValueFactory = _ => Elect.Runner.ResourceLimits.DefaultMaxPixels };
     public readonly Option<double> MaxAspect = new("--max-aspect") { Description = "Refuse resized images whose longer side exceeds the shorter by more than this ratio", DefaultValueFactory = _ => Elect.Runner.ResourceLimits.DefaultMaxAspect };
@@ -37,6 +45,7 @@ internal sealed class CliOptions
                      NumRandomCandidates, CandidateSeeds, StoppingStep, FirstMaskStep, LastMaskStep, VisualizeAllSeeds, Seed,
                      Device, DType, MaxBatch, MaxPixels, MaxAspect, Report, LogLevel, TokenizerPath })
             c.Add(o);
+        foreach (var o in new Option[] { PruneAt, Keep, AutoStopInterval, AutoStopPatience, AutoStopMargin, AutoStopMaxStep }) c.Add(o);
         Model.AcceptOnlyFromAmong([.. Elect.Editor.Families]);
     }
 }

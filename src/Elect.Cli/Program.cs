@@ -45,6 +45,7 @@ namespace Elect.Cli
             single.Add(instruction);
             common.AddTo(single);
             single.Add(common.MaskImage);
+            single.Add(common.KnownMask);
             single.SetAction(p => Guard(stderr, p.GetValue(common.LogLevel)!, log => RunSingle(p, common, input, instruction, stdout, stderr, log)));
             root.Add(single);
 
@@ -59,6 +60,7 @@ namespace Elect.Cli
             dataset.Add(limit);
             dataset.Add(force);
             dcommon.AddTo(dataset);
+            dataset.Add(dcommon.UseDatasetMask);
             dataset.SetAction(p => Guard(stderr, p.GetValue(dcommon.LogLevel)!, log => RunDataset(p, dcommon, datasetDir, noResume, limit, force, stderr, log)));
             root.Add(dataset);
 
@@ -171,16 +173,49 @@ namespace Elect.Cli
             SelectionOptions? selection = null;
             if (elect)
             {
+                var stop = p.GetValue(o.StoppingStep)!.Trim();
+                bool auto = stop.Equals("auto", StringComparison.OrdinalIgnoreCase);
+                if (!auto && !int.TryParse(stop, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out _))
+                    throw new ArgumentException($"--stopping-step must be a step number or 'auto', got '{stop}'");
                 selection = new SelectionOptions
                 {
-                    StoppingStep = p.GetValue(o.StoppingStep),
+                    StoppingStep = auto ? new SelectionOptions().StoppingStep : int.Parse(stop, System.Globalization.CultureInfo.InvariantCulture),
                     FirstMaskStep = p.GetValue(o.FirstMaskStep),
                     LastMaskStep = p.GetValue(o.LastMaskStep),
                     KeepAllSeeds = p.GetValue(o.VisualizeAllSeeds),
+                    PruneAt = ParseSteps(p.GetValue(o.PruneAt), "--prune-at"),
+                    Keep = p.GetValue(o.Keep),
+                    AutoStop = auto,
+                    AutoStopInterval = p.GetValue(o.AutoStopInterval),
+                    AutoStopPatience = p.GetValue(o.AutoStopPatience),
+                    AutoStopMargin = p.GetValue(o.AutoStopMargin),
+                    AutoStopMaxStep = p.GetValue(o.AutoStopMaxStep),
                 };
                 selection.Validate(edit.InferenceSteps);
             }
+            else
+            {
+                var beyond = new (string Flag, bool Given)[]
+                {
+                    ("--prune-at", p.GetResult(o.PruneAt) is not null), ("--keep", p.GetResult(o.Keep) is not null),
+                    ("--stopping-step auto", p.GetValue(o.StoppingStep)!.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase)),
+                    ("--known-mask", p.GetResult(o.KnownMask) is not null), ("--use-dataset-mask", p.GetValue(o.UseDatasetMask)),
+                }.FirstOrDefault(f => f.Given);
+                if (beyond.Flag is not null) throw new ArgumentException($"{beyond.Flag} changes ELECT's selection; add --select-one-seed");
+            }
             return (edit, selection, seeds);
+        }
+
+        /// <summary>"20,30" → [20, 30]; null for no value.</summary>
+        private static int[]? ParseSteps(string? text, string option)
+        {
+            if (text is null) return null;
+            var parts = text.Split(',', StringSplitOptions.TrimEntries);
+            var steps = new int[parts.Length];
+            for (int k = 0; k < parts.Length; k++)
+                if (!int.TryParse(parts[k], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out steps[k]))
+                    throw new ArgumentException($"{option} must be comma-separated step numbers, got '{text}'");
+            return steps;
         }
 
         /// <summary>The reference's random.sample(range(1, 100000), n).</summary>
@@ -310,6 +345,8 @@ namespace Elect.Cli
             if (maskPath is not null && !ModelFamilies.Get(p.GetValue(o.Model)!).TakesMask)   // before any model work
                 throw new ArgumentException($"--model {p.GetValue(o.Model)} takes no mask image; drop --mask-image");
             RgbImage? mask = maskPath is not null ? ImageOps.Fit(RgbImage.Load(maskPath), image.Width, image.Height) : null;
+            if (p.GetValue(o.KnownMask) is { } knownPath)
+                selection = selection! with { KnownMask = KnownMask.Fit(RgbImage.Load(knownPath), image.Width, image.Height) };
             var (device, dtype) = DeviceAndDType(p, o, log);
             using var editor = Editor.Load(ModelPath(p, o), p.GetValue(o.Model)!, device, dtype, log, p.GetValue(o.TokenizerPath));
             edit = PlanMemory(editor, edit, seeds.Length, image.Width, image.Height, log);
@@ -338,6 +375,9 @@ namespace Elect.Cli
                     log.LogInformation("BIS at step {Step}: {Scores}; best seed {Seed}; {Nfe} model evaluations instead of {Full} for Best-of-{N}",
                         result.StoppingStep, string.Join(", ", result.Seeds.Select((s, k) => $"{s}={result.Bis![k]:F5}")), best,
                         result.ModelEvaluations, result.BestOfNEvaluations, seeds.Length);
+                if (result.Confidence is { Flags.Count: > 0 } confidence)
+                    log.LogWarning("low confidence in the selection: {Flags} (relative margin {Margin:G3}, edited fraction of the map {Coverage:F3})",
+                        string.Join(", ", confidence.Flags), confidence.RelativeMargin, confidence.MaskCoverage);
                 if (reportPath is not null)
                 {
                     var report = EditReport.Create(name, instruction, result, files, editor) with
@@ -377,7 +417,7 @@ namespace Elect.Cli
             var family = p.GetValue(o.Model)!;
             var (device, dtype) = DeviceAndDType(p, o, log);
             var manifest = RunManifest.Create(family, modelPath, dtype, resolution, edit, edit.TextGuidance ?? Editor.DefaultTextGuidance(family),
-                selection, seeds, p.GetValue(o.NumRandomCandidates));
+                selection, seeds, p.GetValue(o.NumRandomCandidates), p.GetValue(o.UseDatasetMask));
             if (existing is null && Directory.EnumerateFiles(outputDir, "*" + DatasetRunner.ItemReportFile("")).Any())
                 log.LogWarning("{Dir} holds item reports but no {Manifest}: their settings cannot be checked", outputDir, RunManifest.FileName);
             var forced = RunManifest.CheckAndWrite(outputDir, manifest, p.GetValue(forceOpt));
@@ -399,6 +439,7 @@ namespace Elect.Cli
                     Seeds = seeds,
                     Edit = edit,
                     Selection = selection,
+                    UseDatasetMask = p.GetValue(o.UseDatasetMask),
                     Resume = !p.GetValue(noResume),
                     Limit = p.GetValue(limit),
                     Limits = limits,

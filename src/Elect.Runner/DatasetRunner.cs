@@ -20,6 +20,12 @@ public sealed record DatasetRunOptions
     /// <summary>ELECT selection; null runs every seed plainly.</summary>
     public SelectionOptions? Selection { get; init; }
 
+    /// <summary>
+    /// Score BIS outside each item's PIE-Bench mask (<see cref="DatasetItem.MaskRle"/>) instead of the estimated
+    /// relevance map (<see cref="SelectionOptions.KnownMask"/>); an item without a mask fails. Needs <see cref="Selection"/>.
+    /// </summary>
+    public bool UseDatasetMask { get; init; }
+
     /// <summary>Skip items whose report already exists.</summary>
     public bool Resume { get; init; } = true;
 
@@ -89,6 +95,8 @@ public sealed class DatasetRunner
     {
         var (items, bad, format) = EditDataset.Load(o.DatasetDir);
         if (o.Limit is < 0) throw new ArgumentOutOfRangeException(nameof(o.Limit), $"--limit must be >= 0, got {o.Limit}");
+        if (o.UseDatasetMask && o.Selection is null)
+            throw new ArgumentException("DatasetRunOptions.UseDatasetMask needs a selection (--select-one-seed)", nameof(o.UseDatasetMask));
         Directory.CreateDirectory(o.OutputDir);
         _log.LogInformation("{Format} dataset {Dir}: {Count} items, {Bad} malformed", format, o.DatasetDir, items.Count, bad.Count);
         var failures = new List<ItemFailure>();
@@ -126,7 +134,13 @@ public sealed class DatasetRunner
                     var loaded = RgbImage.Load(item.ImagePath);
                     o.Limits?.CheckImage(loaded.Width, loaded.Height, o.Resolution, item.ImagePath);
                     var image = ImageOps.ImageResize(loaded, o.Resolution);
-                    using var result = _editor.Edit(image, item.Instruction, o.Seeds, o.Edit, o.Selection, null, progress, cancel);
+                    var selection = o.Selection;
+                    if (o.UseDatasetMask)
+                    {
+                        if (item.MaskRle is null) throw new ArgumentException("the item has no mask (--use-dataset-mask needs PIE-Bench's mask field)");
+                        selection = selection! with { KnownMask = KnownMask.FromRle(item.MaskRle, loaded.Width, loaded.Height, image.Width, image.Height) };
+                    }
+                    using var result = _editor.Edit(image, item.Instruction, o.Seeds, o.Edit, selection, null, progress, cancel);
                     var files = EditOutputs.Write(o.OutputDir, item.Key, image, result);
                     var report = EditReport.Create(item.Key, item.Instruction, result, files, _editor) with
                     {
@@ -209,6 +223,10 @@ public sealed class DatasetRunner
             Memory = MemoryProbe.Trend(memory),
             Results = results,
             Failures = failures.ToArray(),
+            NfePlainElect = results.Any(r => r.NfePlainElect is not null) ? results.Sum(r => r.NfePlainElect ?? 0) : null,
+            Review = results.Any(r => r.Confidence is not null)
+                ? results.Where(r => r.Confidence is { Flags.Count: > 0 }).Select(r => new ReviewItem { Key = r.Input, Flags = r.Confidence!.Flags }).ToArray()
+                : null,
         };
     }
 

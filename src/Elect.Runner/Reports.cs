@@ -40,6 +40,50 @@ public sealed record CandidateReport
 
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public double? Bis { get; init; }
+
+    /// <summary>The step of <see cref="Bis"/> (with pruning only).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? ScoredAtStep { get; init; }
+
+    /// <summary>The pruning step that dropped the candidate (absent: it reached the stopping step).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? PrunedAtStep { get; init; }
+}
+
+/// <summary>How far the selection can be trusted (<see cref="SelectionConfidence"/>); non-finite values are written as null.</summary>
+public sealed record ConfidenceReport
+{
+    public double? Margin { get; init; }
+    public double? RelativeMargin { get; init; }
+    public double? Spread { get; init; }
+    public double MaskCoverage { get; init; }
+    public IReadOnlyList<string> Flags { get; init; } = [];
+
+    public static ConfidenceReport From(SelectionConfidence c) => new()
+    {
+        Margin = Finite(c.Margin),
+        RelativeMargin = Finite(c.RelativeMargin),
+        Spread = Finite(c.Spread),
+        MaskCoverage = Math.Round(c.MaskCoverage, 6),
+        Flags = c.Flags.ToArray(),
+    };
+
+    private static double? Finite(double? v) => v is { } x && double.IsFinite(x) ? x : null;
+}
+
+/// <summary>One check of adaptive stopping: the step, the leading seed and its relative margin (null when infinite).</summary>
+public sealed record StopCheckReport
+{
+    public int Step { get; init; }
+    public long Leader { get; init; }
+    public double? Margin { get; init; }
+}
+
+/// <summary>A dataset item whose selection raised a confidence flag.</summary>
+public sealed record ReviewItem
+{
+    public string Key { get; init; } = "";
+    public IReadOnlyList<string> Flags { get; init; } = [];
 }
 
 /// <summary>The report of one edit (<c>--report</c> of run-single, <c>{key}_report.json</c> of run-dataset).</summary>
@@ -81,6 +125,21 @@ public sealed record EditReport
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public MemorySnapshot? Memory { get; init; }
 
+    /// <summary>ELECT's strategy: <c>elect</c>, with <c>+prune</c>, <c>+auto-stop</c>, <c>+known-mask</c> (<see cref="EditResult.Strategy"/>).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Strategy { get; init; }
+
+    /// <summary>What plain ELECT at the same stopping step costs, next to <see cref="Nfe"/> and <see cref="NfeBestOfN"/>.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public long? NfePlainElect { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public ConfidenceReport? Confidence { get; init; }
+
+    /// <summary>The checks of adaptive stopping.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<StopCheckReport>? StopChecks { get; init; }
+
     /// <summary>The report of one edit: candidates and their BIS, the winner, model evaluations and phase times.</summary>
     public static EditReport Create(string name, string instruction, EditResult result, IReadOnlyList<string> files, Editor? editor = null) => new()
     {
@@ -89,7 +148,13 @@ public sealed record EditReport
         Mode = result.BestSeed is null ? "plain" : "elect",
         Steps = result.Steps,
         StoppingStep = result.StoppingStep,
-        Candidates = result.Seeds.Select((seed, k) => new CandidateReport { Seed = seed, Bis = result.Bis?[k] }).ToArray(),
+        Candidates = result.Seeds.Select((seed, k) => new CandidateReport
+        {
+            Seed = seed,
+            Bis = result.Bis?[k],
+            ScoredAtStep = result.PrunedAtStep is null ? null : result.ScoredAtStep?[k],
+            PrunedAtStep = result.PrunedAtStep?[k],
+        }).ToArray(),
         BestSeed = result.BestSeed,
         Nfe = result.ModelEvaluations,
         NfeBestOfN = result.BestOfNEvaluations,
@@ -99,6 +164,15 @@ public sealed record EditReport
         Model = editor?.Model.Name,
         Device = editor?.Model.Device.ToString(),
         Dtype = editor?.Model.DType.ToString(),
+        Strategy = result.Strategy,
+        NfePlainElect = result.PlainElectEvaluations,
+        Confidence = result.Confidence is { } c ? ConfidenceReport.From(c) : null,
+        StopChecks = result.StopChecks?.Select(s => new StopCheckReport
+        {
+            Step = s.Step,
+            Leader = result.Seeds[s.Leader],
+            Margin = double.IsFinite(s.Margin) ? s.Margin : null,
+        }).ToArray(),
     };
 }
 
@@ -136,6 +210,14 @@ public sealed record DatasetSummary
     public MemoryTrend Memory { get; init; } = new();
     public IReadOnlyList<EditReport> Results { get; init; } = [];
     public IReadOnlyList<ItemFailure> Failures { get; init; } = [];
+
+    /// <summary>Σ nfe_plain_elect over the results that have it (ELECT runs).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public long? NfePlainElect { get; init; }
+
+    /// <summary>The items worth a second look: those whose selection raised a confidence flag.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<ReviewItem>? Review { get; init; }
 }
 
 /// <summary>The figures of one bench mode.</summary>

@@ -57,6 +57,10 @@ public sealed record RunManifest
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public bool? VisualizeAllSeeds { get; init; }
 
+    /// <summary>The selection options beyond the paper (pruning, adaptive stopping, known masks) with their parameters; absent without them.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Strategy { get; init; }
+
     public string CreatedUtc { get; init; } = "";
 
     /// <summary>The settings of earlier runs that were mixed into the folder with <c>--force</c>, oldest first.</summary>
@@ -82,10 +86,12 @@ public sealed record RunManifest
         yield return ("first_step_for_mask_extraction", FirstStepForMaskExtraction is { } f ? N(f) : null);
         yield return ("last_step_for_mask_extraction", LastStepForMaskExtraction is { } l ? N(l) : null);
         yield return ("visualize_all_seeds", VisualizeAllSeeds is { } v ? (v ? "true" : "false") : null);
+        yield return ("strategy", Strategy);
     }
 
     public static RunManifest Create(string family, string checkpointFolder, ScalarType dtype, int resolution, EditOptions edit,
-                                     float textGuidance, SelectionOptions? selection, IReadOnlyList<long> seeds, int randomCandidates) => new()
+                                     float textGuidance, SelectionOptions? selection, IReadOnlyList<long> seeds, int randomCandidates,
+                                     bool datasetMask = false) => new()
     {
         Model = family,
         Checkpoint = Path.GetFullPath(checkpointFolder),
@@ -102,8 +108,23 @@ public sealed record RunManifest
         FirstStepForMaskExtraction = selection?.FirstMaskStep,
         LastStepForMaskExtraction = selection?.LastMaskStep,
         VisualizeAllSeeds = selection?.KeepAllSeeds,
+        Strategy = StrategyOf(selection, datasetMask),
         CreatedUtc = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
     };
+
+    /// <summary><c>prune-at 20,30 keep 3; auto-stop interval 2 patience 3 margin 0.02 max 30; dataset-mask</c>; null for the paper's algorithm.</summary>
+    public static string? StrategyOf(SelectionOptions? s, bool datasetMask)
+    {
+        if (s is null) return null;
+        var parts = new List<string>();
+        static string I(double v) => v.ToString(CultureInfo.InvariantCulture);
+        if (s.PruneAt is { Count: > 0 } p) parts.Add($"prune-at {string.Join(",", p)}" + (s.Keep is { } k ? $" keep {k}" : ""));
+        if (s.AutoStop)
+            parts.Add($"auto-stop interval {s.AutoStopInterval} patience {s.AutoStopPatience} margin {I(s.AutoStopMargin)} max {(s.AutoStopMaxStep is { } m ? I(m) : "default")}");
+        if (datasetMask) parts.Add("dataset-mask");
+        else if (s.KnownMask is not null) parts.Add("known-mask");
+        return parts.Count == 0 ? null : string.Join("; ", parts);
+    }
 
     /// <summary>The manifest in <paramref name="outputDir"/>, or null when there is none.</summary>
     /// <exception cref="InvalidDataException">it exists but is not a JSON object of a manifest's shape.</exception>

@@ -26,8 +26,29 @@ public sealed class EditResult : IDisposable
     /// <summary>Candidate seeds in candidate order.</summary>
     public required IReadOnlyList<long> Seeds { get; init; }
 
-    /// <summary>BIS per candidate (candidate order); null for a plain run.</summary>
+    /// <summary>
+    /// BIS per candidate (candidate order); null for a plain run. With pruning, a pruned candidate's BIS is its score at
+    /// the step it was pruned (<see cref="ScoredAtStep"/>).
+    /// </summary>
     public IReadOnlyList<double>? Bis { get; init; }
+
+    /// <summary>The step of each candidate's <see cref="Bis"/> (the stopping step unless it was pruned earlier); null for a plain run.</summary>
+    public IReadOnlyList<int>? ScoredAtStep { get; init; }
+
+    /// <summary>The pruning step that dropped each candidate (null: it reached the stopping step); null without pruning.</summary>
+    public IReadOnlyList<int?>? PrunedAtStep { get; init; }
+
+    /// <summary>The checks of adaptive stopping in order; null without it.</summary>
+    public IReadOnlyList<ScoreCheck>? StopChecks { get; init; }
+
+    /// <summary>The winner's margin and the warning flags; null for a plain run.</summary>
+    public SelectionConfidence? Confidence { get; init; }
+
+    /// <summary><c>elect</c>, with <c>+prune</c>, <c>+auto-stop</c>, <c>+known-mask</c> for the options beyond the paper; null for a plain run.</summary>
+    public string? Strategy { get; init; }
+
+    /// <summary>What plain ELECT with the same stopping step costs: N·t_stop + (T − t_stop) (N·T with all seeds kept); null for a plain run.</summary>
+    public long? PlainElectEvaluations { get; init; }
 
     /// <summary>The winner; null for a plain run.</summary>
     public long? BestSeed { get; init; }
@@ -41,7 +62,10 @@ public sealed class EditResult : IDisposable
     public required int Steps { get; init; }
     public int? StoppingStep { get; init; }
 
-    /// <summary>Every candidate was finished (plain runs, or ELECT with <see cref="SelectionOptions.KeepAllSeeds"/>).</summary>
+    /// <summary>
+    /// Every candidate was finished (plain runs, or ELECT with <see cref="SelectionOptions.KeepAllSeeds"/>; with
+    /// <see cref="SelectionOptions.PruneAt"/> every candidate that survived the pruning).
+    /// </summary>
     public bool AllSeedsKept { get; init; }
 
     /// <summary>Model evaluations spent (one evaluation = one candidate at one step, all three guidance branches).</summary>
@@ -62,7 +86,8 @@ public sealed class EditResult : IDisposable
 /// <summary>
 /// Runs the editing loop for many seeds at once: all active candidates share each model call
 /// (micro-batched when memory requires), the relevance map and BIS stay on the device, and the
-/// only host synchronisation inside the loop is reading the N scores at the stopping step. Each
+/// only host synchronisation inside the loop is reading the N scores at the stopping step (and at each opt-in
+/// scoring step: <see cref="SelectionOptions.PruneAt"/>, adaptive-stopping checks). Each
 /// candidate's noise comes from its own CPU generator (initial latents, then one draw per step),
 /// so a seed's trajectory does not depend on which other seeds share its batch.
 /// </summary>
@@ -116,20 +141,48 @@ public sealed class ElectEngine
         // everything the run allocates is owned by this scope; only the result's tensors are detached from it
         using var runScope = NewDisposeScope();
         using var run = new CandidateSet(_model, condition, seeds, options, selection, progress, cancel);
-        double tCandidates, tSelection = 0;
-        double[]? bis = null;
+        double tCandidates = 0, tSelection = 0;
         long? best = null;
 
-        // (a) every candidate to the stopping step (plain runs: to the end)
-        using (var z0 = Denoise(run, 0, run.Stop))
+        if (selection is null)
         {
+            // (a) every candidate to the end
+            using var none = Denoise(run, 0, run.Stop, score: false);
             Synchronize(dev);
             tCandidates = run.Clock.Elapsed.TotalSeconds;
-            // (b) select by BIS and prune
-            if (z0 is not null)
+        }
+        else
+        {
+            // (a) every candidate to each scoring point (pruning steps, adaptive checks, the stopping step), accumulating the
+            // relevance map; (b) score by BIS there: prune, or select the winner at the stopping step
+            var prunes = selection.PruneAt ?? [];
+            var checks = selection.AutoStop ? selection.AutoStopChecks(run.Stop) : [run.Stop];
+            var points = prunes.Concat(checks).Where(s => s <= run.Stop).Distinct().Order().ToArray();
+            if (run.Scheduler.UsesStepNoise) EnsureNoise(run, 0, run.Stop);   // pre-drawn to the (latest) stopping step, as without pruning
+            int at = 0;
+            foreach (var point in points)
             {
-                (bis, best) = Select(run, z0);
-                tSelection = run.Clock.Elapsed.TotalSeconds - tCandidates;
+                using var z0 = Denoise(run, at, point, score: true)!;
+                at = point;
+                Synchronize(dev);
+                double t0 = run.Clock.Elapsed.TotalSeconds;
+                tCandidates = t0 - tSelection;
+                var (scores, coverage) = Score(run, z0, point);
+                bool final = point == run.Stop;
+                if (selection.AutoStop && checks.Contains(point))
+                {
+                    run.StopChecks.Add(ScoreCheck.Of(point, run.Active, scores));
+                    final |= AdaptiveStopping.ShouldStop(run.StopChecks, selection.AutoStopPatience, selection.AutoStopMargin);
+                }
+                if (final)
+                {
+                    run.Stop = point;
+                    best = SelectWinner(run, scores, coverage);
+                }
+                else if (prunes.Contains(point))
+                    Prune(run, scores, selection.KeptAtPrune(run.Active.Count), point);
+                tSelection += run.Clock.Elapsed.TotalSeconds - t0;
+                if (final) break;
             }
         }
         // (c) finish the kept candidates and decode
@@ -141,12 +194,20 @@ public sealed class ElectEngine
         return new EditResult
         {
             Seeds = seeds.ToArray(),
-            Bis = bis,
+            Bis = selection is null ? null : run.Bis,
+            ScoredAtStep = selection is null ? null : run.ScoredAt,
+            PrunedAtStep = selection?.PruneAt is { Count: > 0 } ? run.PrunedAt : null,
+            StopChecks = selection is { AutoStop: true } ? run.StopChecks.ToArray() : null,
+            Confidence = run.Confidence,
+            Strategy = selection is null ? null : string.Concat("elect", selection.PruneAt is { Count: > 0 } ? "+prune" : "",
+                selection.AutoStop ? "+auto-stop" : "", selection.KnownMask is not null ? "+known-mask" : ""),
+            PlainElectEvaluations = selection is null ? null
+                : selection.KeepAllSeeds ? (long)seeds.Count * run.Steps : (long)seeds.Count * run.Stop + (run.Steps - run.Stop),
             BestSeed = best,
             Images = images,
             RelevanceMap = run.Relevance?.to(ScalarType.Float32).cpu().DetachFromDisposeScope(),
             Steps = run.Steps,
-            StoppingStep = selection?.StoppingStep,
+            StoppingStep = selection is null ? null : run.Stop,
             AllSeedsKept = selection is null || selection.KeepAllSeeds,
             ModelEvaluations = run.Evaluations,
             Times = new PhaseTimes(prepareTime.TotalSeconds, tCandidates, tSelection, tFinish, tDecode),
@@ -171,7 +232,9 @@ public sealed class ElectEngine
             Cancel = cancel;
             Scheduler = model.CreateScheduler(options.InferenceSteps);
             Steps = Scheduler.NumInferenceSteps;
-            Stop = selection?.StoppingStep ?? Steps;
+            Stop = selection is null ? Steps
+                : selection.AutoStop ? selection.AutoStopMaxStep ?? selection.DefaultMaxStop(Steps, Scheduler is FlowMatchEulerDiscreteScheduler)
+                : selection.StoppingStep;
             TextGuidance = options.TextGuidance ?? model.DefaultTextGuidance;
             var dev = model.Device;
             Generators = seeds.Select(s => new Generator(unchecked((ulong)s))).ToArray();
@@ -180,6 +243,11 @@ public sealed class ElectEngine
             using (var init = cat(Generators.Select(g => randn(LatentShape, generator: g)).ToArray(), 0))
                 Latents = (init * Scheduler.InitNoiseSigma).to(dev);
             Timesteps = tensor(Enumerable.Range(0, Steps).Select(Scheduler.Timestep).ToArray()).to(dev);
+            Bis = new double[seeds.Count];
+            ScoredAt = new int[seeds.Count];
+            PrunedAt = new int?[seeds.Count];
+            if (selection?.KnownMask is { } known)
+                KnownMap = known.AtLatentResolution(condition.LatentHeight, condition.LatentWidth, dev);
         }
 
         public EditCondition Condition { get; }
@@ -190,7 +258,9 @@ public sealed class ElectEngine
         public CancellationToken Cancel { get; }
         public IDenoisingScheduler Scheduler { get; }
         public int Steps { get; }
-        public int Stop { get; }
+
+        /// <summary>The stopping step; under adaptive stopping the latest one until the rule fires.</summary>
+        public int Stop { get; set; }
         public float TextGuidance { get; }
         public Generator[] Generators { get; }
         public long[] LatentShape { get; }
@@ -203,10 +273,31 @@ public sealed class ElectEngine
         public Tensor? Relevance { get; set; }
         public long Evaluations { get; set; }
 
+        /// <summary>The known edit region at latent resolution, scored instead of <see cref="Relevance"/>; null: the estimated map.</summary>
+        public Tensor? KnownMap { get; }
+
+        /// <summary>The map BIS uses.</summary>
+        public Tensor ScoringMap => KnownMap ?? Relevance!;
+
+        /// <summary>
+        /// Pre-drawn step noise of the active candidates, [steps, n, C, h, w] from step <see cref="NoiseFrom"/>; rows follow
+        /// <see cref="Active"/> (pruning drops the pruned candidates' rows, so survivors keep their own draws).
+        /// </summary>
+        public Tensor? Noise { get; set; }
+        public int NoiseFrom { get; set; }
+
+        public double[] Bis { get; }
+        public int[] ScoredAt { get; }
+        public int?[] PrunedAt { get; }
+        public List<ScoreCheck> StopChecks { get; } = [];
+        public SelectionConfidence? Confidence { get; set; }
+
         public void Dispose()
         {
             Latents.Dispose();
             Relevance?.Dispose();
+            KnownMap?.Dispose();
+            Noise?.Dispose();
             Timesteps.Dispose();
             foreach (var g in Generators) g.Dispose();
         }
@@ -217,11 +308,11 @@ public sealed class ElectEngine
     /// <paramref name="to"/> is the stopping step of a selection run, returns the Tweedie estimates of its last step
     /// (model space, every candidate), else null.
     /// </summary>
-    private Tensor? Denoise(CandidateSet run, int from, int to)
+    private Tensor? Denoise(CandidateSet run, int from, int to, bool score)
     {
         var sched = run.Scheduler;
         var selection = run.Selection;
-        using var stepNoise = sched.UsesStepNoise ? DrawNoise(run.Generators, run.Active, from, to, run.LatentShape, _model.Device) : null;
+        if (sched.UsesStepNoise) EnsureNoise(run, from, to);
         Tensor? z0 = null;
         for (int i = from; i < to; i++)
         {
@@ -236,9 +327,9 @@ public sealed class ElectEngine
                 run.Relevance?.Dispose();
                 run.Relevance = next;
             }
-            if (selection is not null && i == run.Stop - 1)
+            if (score && i == to - 1)
                 z0 = sched.PredictOriginal(guided, i, run.Latents).MoveToOuterDisposeScope();   // Tweedie estimate of every candidate
-            var nextLatents = sched.Step(guided, i, run.Latents, stepNoise?[i - from]).MoveToOuterDisposeScope();
+            var nextLatents = sched.Step(guided, i, run.Latents, run.Noise?[i - run.NoiseFrom]).MoveToOuterDisposeScope();
             run.Latents.Dispose();
             run.Latents = nextLatents;
             run.Progress?.Report(new EditProgress(i + 1, run.Steps, run.Active.Count, i < run.Stop ? "candidates" : "finish"));
@@ -246,36 +337,98 @@ public sealed class ElectEngine
         return z0;
     }
 
-    /// <summary>Scores every candidate by BIS on its decoded Tweedie estimate (the run's one host sync) and keeps the winner (or all).</summary>
-    private (double[] Bis, long Best) Select(CandidateSet run, Tensor z0)
+    /// <summary>
+    /// Scores every active candidate by BIS on its decoded Tweedie estimate at <paramref name="step"/> (one host sync),
+    /// in active order, and records the scores per candidate.
+    /// </summary>
+    private (double[] Bis, double Coverage) Score(CandidateSet run, Tensor z0, int step)
     {
-        var seeds = run.Seeds;
-        var selection = run.Selection!;
-        var relevance = run.Relevance!;
+        var map = run.ScoringMap;
         double[] bis;
-        using (var decoded = DecodeBatched(z0))
-        using (var scores = ElectMath.Bis(run.Condition.DecodedInput, decoded, relevance))
-            bis = scores.to(ScalarType.Float64).cpu().data<double>().ToArray();   // the one host sync
-        if (run.Options.CheckFinite && bis.Any(b => !double.IsFinite(b)))   // NaN/Inf anywhere upstream (model output, Tweedie, decode) reaches the BIS
-            bis = RecoverBis(run.Condition, z0, relevance, bis, seeds, run.Stop);
-        int winner = 0;
-        for (int k = 1; k < bis.Length; k++) if (bis[k] < bis[winner]) winner = k;
-        _log.LogDebug("step {Step}: BIS {Scores}; best seed {Seed}", run.Stop,
-            string.Join(", ", seeds.Select((s, k) => $"{s}={bis[k]:F5}")), seeds[winner]);
-        if (!selection.KeepAllSeeds && seeds.Count > 1)
+        double coverage;
+        using (var scope = NewDisposeScope())
         {
-            var kept = run.Latents[winner..(winner + 1)].clone();
-            run.Latents.Dispose();
-            run.Latents = kept;
-            run.Active = [winner];
+            var decoded = DecodeBatched(z0);
+            var scores = ElectMath.Bis(run.Condition.DecodedInput, decoded, map);
+            var edited = map.ge(SelectionConfidence.EditedLevel).to(ScalarType.Float32).mean().reshape(1);   // the map's edited fraction, in the same copy
+            var host = cat([scores, edited], 0).to(ScalarType.Float64).cpu().data<double>().ToArray();   // the one host sync of this step
+            bis = host[..^1];
+            coverage = host[^1];
         }
-        return (bis, seeds[winner]);
+        var activeSeeds = run.Active.Select(k => run.Seeds[k]).ToArray();
+        if (run.Options.CheckFinite && bis.Any(b => !double.IsFinite(b)))   // NaN/Inf anywhere upstream (model output, Tweedie, decode) reaches the BIS
+            bis = RecoverBis(run.Condition, z0, map, bis, activeSeeds, step);
+        for (int r = 0; r < bis.Length; r++)
+        {
+            run.Bis[run.Active[r]] = bis[r];
+            run.ScoredAt[run.Active[r]] = step;
+        }
+        _log.LogDebug("step {Step}: BIS {Scores}", step, string.Join(", ", activeSeeds.Select((s, r) => $"{s}={bis[r]:F5}")));
+        return (bis, coverage);
+    }
+
+    /// <summary>The winner among the active candidates (lowest BIS); keeps it alone (or all), records the confidence.</summary>
+    private long SelectWinner(CandidateSet run, double[] bis, double coverage)
+    {
+        int winnerRow = 0;
+        for (int r = 1; r < bis.Length; r++) if (bis[r] < bis[winnerRow]) winnerRow = r;
+        int winner = run.Active[winnerRow];
+        run.Confidence = SelectionConfidence.Of(bis, coverage);
+        _log.LogDebug("step {Step}: best seed {Seed}", run.Stop, run.Seeds[winner]);
+        if (!run.Selection!.KeepAllSeeds && run.Active.Count > 1) KeepRows(run, [winnerRow]);
+        return run.Seeds[winner];
+    }
+
+    /// <summary>Successive halving: keeps the <paramref name="keep"/> best active candidates (in their order) and drops the others' latents and noise.</summary>
+    private void Prune(CandidateSet run, double[] bis, int keep, int step)
+    {
+        var rows = Enumerable.Range(0, bis.Length).OrderBy(r => bis[r]).ThenBy(r => r).Take(keep).Order().ToArray();
+        foreach (var r in Enumerable.Range(0, bis.Length).Except(rows)) run.PrunedAt[run.Active[r]] = step;
+        _log.LogDebug("step {Step}: pruned to seeds {Seeds}", step, string.Join(" ", rows.Select(r => run.Seeds[run.Active[r]])));
+        if (rows.Length < bis.Length) KeepRows(run, rows);
+    }
+
+    /// <summary>Keeps the given rows (into <see cref="CandidateSet.Active"/>) of the latents and the pre-drawn noise.</summary>
+    private static void KeepRows(CandidateSet run, int[] rows)
+    {
+        using var index = tensor(rows.Select(r => (long)r).ToArray()).to(run.Latents.device);
+        var latents = run.Latents.index_select(0, index);
+        run.Latents.Dispose();
+        run.Latents = latents;
+        if (run.Noise is { } noise)
+        {
+            run.Noise = noise.index_select(1, index);
+            noise.Dispose();
+        }
+        run.Active = rows.Select(r => run.Active[r]).ToList();
+    }
+
+    /// <summary>
+    /// Makes <see cref="CandidateSet.Noise"/> cover steps [from, to): keeps what is already drawn from <paramref name="from"/> on and
+    /// draws the rest in each active generator's order (one copy to the device per draw).
+    /// </summary>
+    private void EnsureNoise(CandidateSet run, int from, int to)
+    {
+        if (to <= from) return;
+        int drawnTo = run.Noise is null ? from : run.NoiseFrom + (int)run.Noise.shape[0];
+        if (run.Noise is not null && run.NoiseFrom <= from && drawnTo >= to) return;
+        Tensor? kept = run.Noise is not null && run.NoiseFrom <= from && drawnTo > from ? run.Noise.narrow(0, from - run.NoiseFrom, drawnTo - from).clone() : null;
+        int drawFrom = kept is null ? from : drawnTo;
+        var fresh = DrawNoise(run.Generators, run.Active, drawFrom, to, run.LatentShape, _model.Device);
+        run.Noise?.Dispose();
+        if (kept is null) run.Noise = fresh;
+        else
+        {
+            run.Noise = fresh is null ? kept : cat([kept, fresh], 0);
+            if (fresh is not null) { kept.Dispose(); fresh.Dispose(); }
+        }
+        run.NoiseFrom = from;
     }
 
     /// <summary>Denoises the kept candidates from the stopping step to the end (nothing for plain runs).</summary>
     private void Finish(CandidateSet run)
     {
-        using var none = Denoise(run, run.Stop, run.Steps);
+        using var none = Denoise(run, run.Stop, run.Steps, score: false);
     }
 
     /// <summary>The finished images of the kept candidates, per seed.</summary>
