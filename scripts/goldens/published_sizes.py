@@ -9,7 +9,7 @@ Run (in the reference chroot, one component at a time keeps RAM below ~6 GB):
     REF_PYTHONPATH=/tmp/refsrc/diffusers/src /work/shared/reference/py scripts/goldens/published_sizes.py \
         tests/Elect.Tests/Data/published-sizes [name ...]
 
-Deterministic weights (the C# twin is tests/Elect.Tests/DeterministicInit.cs; keep them identical):
+Deterministic weights (the C# twin is src/Elect/Modeling/SeededInit.cs; keep them identical):
     g = torch.Generator().manual_seed(seed)                 # CPU generator, one per component
     for name in sorted(named_parameters)                    # code-point order of the reference names
         t = torch.randn(shape, generator=g)                 # float32

@@ -20,7 +20,7 @@ public sealed class PublishedSizeCollection;
 /// <summary>
 /// Every model component at the width of its published checkpoint (config.json as the Hub repository
 /// ships it, depth cut per <c>Data/published-configs/cuts.json</c>), built through the normal config
-/// readers, filled with <see cref="DeterministicInit"/> weights and compared with what diffusers /
+/// readers, filled with <see cref="SeededInit"/> weights and compared with what diffusers /
 /// transformers compute for the same weights and inputs (<c>scripts/goldens/published_sizes.py</c>).
 /// Needs only committed data: never skips.
 /// </summary>
@@ -99,7 +99,7 @@ public sealed class PublishedSizeTests(ITestOutputHelper output)
     {
         long seed = long.Parse(golden.Metadata["seed"]);
         var watch = System.Diagnostics.Stopwatch.StartNew();
-        var (count, sha) = DeterministicInit.Fill(module, seed, referenceName);
+        var (count, sha) = SeededInit.Fill(module, seed, referenceName);
         output.WriteLine($"{count} parameters drawn in {watch.Elapsed.TotalSeconds:F1} s");
         Assert.Equal(golden.Metadata["params_count"], count.ToString());
         Assert.Equal(golden.Metadata["params_sha256"], sha);

@@ -356,7 +356,7 @@ public sealed class ElectEngine
             coverage = host[^1];
         }
         var activeSeeds = run.Active.Select(k => run.Seeds[k]).ToArray();
-        if (run.Options.CheckFinite && bis.Any(b => !double.IsFinite(b)))   // NaN/Inf anywhere upstream (model output, Tweedie, decode) reaches the BIS
+        if (bis.Any(b => !double.IsFinite(b)))   // NaN/Inf anywhere upstream (model output, Tweedie, decode) reaches the BIS
             bis = RecoverBis(run.Condition, z0, map, bis, activeSeeds, step);
         for (int r = 0; r < bis.Length; r++)
         {
@@ -435,7 +435,7 @@ public sealed class ElectEngine
     private Dictionary<long, Tensor> Decode(CandidateSet run)
     {
         var images = new Dictionary<long, Tensor>();
-        using var unit = FinalImages(run.Latents, run.Active.Select(k => run.Seeds[k]).ToArray(), run.Steps, run.Options.CheckFinite);
+        using var unit = FinalImages(run.Latents, run.Active.Select(k => run.Seeds[k]).ToArray(), run.Steps);
         for (int k = 0; k < run.Active.Count; k++)
             images[run.Seeds[run.Active[k]]] = unit[k].clone().DetachFromDisposeScope();
         return images;
@@ -468,12 +468,12 @@ public sealed class ElectEngine
     /// happens anyway (no extra device synchronisation). In half precision a non-finite decode of finite
     /// latents is retried in float32; anything else is a <see cref="NonFiniteException"/>.
     /// </summary>
-    private Tensor FinalImages(Tensor latents, long[] seeds, int steps, bool check)
+    private Tensor FinalImages(Tensor latents, long[] seeds, int steps)
     {
         using var scope = NewDisposeScope();
         var decoded = DecodeBatched(latents);
         var host = decoded.permute(0, 2, 3, 1).to(ScalarType.Float32).cpu();
-        var bad = check ? NonFiniteRows(host) : [];
+        var bad = NonFiniteRows(host);
         if (bad.Length > 0)
         {
             var latentsBad = NonFiniteRows(latents);

@@ -21,12 +21,6 @@ public sealed record EditOptions
     /// <summary>Images per VAE decode call (null: 4 on CUDA, all on CPU; halved on out-of-memory).</summary>
     public int? MaxDecodeBatch { get; init; }
 
-    /// <summary>
-    /// Fail with <see cref="NonFiniteException"/> on NaN/Inf in the BIS or the final images (default). The bench turns it
-    /// off: random weights give meaningless numbers, and only the timing matters there.
-    /// </summary>
-    public bool CheckFinite { get; init; } = true;
-
     /// <summary>Largest accepted guidance scale: beyond it the guided prediction overflows into Inf/NaN.</summary>
     public const float MaxGuidance = 1000f;
 

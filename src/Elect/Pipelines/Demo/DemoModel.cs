@@ -153,21 +153,13 @@ public static class DemoModel
     }
 
     /// <summary>
-    /// Fills every parameter from one CPU generator, in ordinal name order (so the bytes do not depend on how the
-    /// modules initialise themselves): matrices and kernels N(0, 1/fan_in), biases N(0, 0.02^2), norm scales
-    /// 1 + N(0, 0.1^2); writes the state dict (buffers included) as float32 safetensors.
+    /// Fills every parameter with <see cref="SeededInit"/> (one CPU generator, ordinal name order, so the bytes do not
+    /// depend on how the modules initialise themselves) and writes the state dict (buffers included) as float32
+    /// safetensors.
     /// </summary>
     private static void Save(nn.Module module, long seed, string path)
     {
-        using var g = new Generator(unchecked((ulong)seed));
-        foreach (var (name, p) in module.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal))
-        {
-            var shape = p.shape;
-            using var t = randn(shape, ScalarType.Float32, generator: g);
-            using var v = shape.Length >= 2 ? t * (1.0 / Math.Sqrt(shape.Skip(1).Aggregate(1L, (a, b) => a * b)))
-                : name.EndsWith("bias", StringComparison.Ordinal) ? t * 0.02 : t * 0.1 + 1;
-            p.copy_(v);
-        }
+        SeededInit.Fill(module, seed);
         var tensors = module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.contiguous());
         SafeTensors.Save(path, tensors, new Dictionary<string, string> { ["format"] = "pt" });
     }

@@ -3,11 +3,12 @@ using System.Text;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Elect.Tests;
+namespace Elect.Modeling;
 
 /// <summary>
-/// Deterministic weights without a weight file, drawn exactly as <c>fill()</c> in
-/// <c>scripts/goldens/published_sizes.py</c> draws them (keep the two identical):
+/// Deterministic weights without a weight file (the published-size parity tests, the built-in demo model and the
+/// bench's random full-size builds), drawn exactly as <c>fill()</c> in <c>scripts/goldens/published_sizes.py</c>
+/// draws them (keep the two identical):
 /// <code>
 /// g = torch.Generator().manual_seed(seed)                  // CPU generator, one per component
 /// for name in sorted(named_parameters, ordinal)            // the reference (diffusers / transformers) names
@@ -21,7 +22,7 @@ namespace Elect.Tests;
 /// parameter count and the SHA-256 of "name\tshape\n" over the sorted names, which the golden's
 /// metadata records, so a test proves both sides drew for the same parameters in the same order.
 /// </summary>
-public static class DeterministicInit
+public static class SeededInit
 {
     public static (int Count, string Sha256) Fill(nn.Module module, long seed, Func<string, string>? referenceName = null)
     {
@@ -34,8 +35,6 @@ public static class DeterministicInit
         var lines = new StringBuilder();
         foreach (var (name, p) in ps)
         {
-            if (p.dtype != ScalarType.Float32)
-                throw new InvalidOperationException($"{name}: deterministic init expects float32 parameters, got {p.dtype}");
             var shape = p.shape;
             using (var scope = torch.NewDisposeScope())
             {
@@ -54,7 +53,7 @@ public static class DeterministicInit
                 {
                     t.mul_(0.1).add_(1.0);
                 }
-                p.copy_(t);
+                p.copy_(t);   // drawn in float32, converted to the parameter's dtype and device
             }
             lines.Append(name).Append('\t').Append(string.Join(",", shape)).Append('\n');
         }
