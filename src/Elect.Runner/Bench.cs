@@ -214,9 +214,9 @@ public static class Bench
     }
 
     /// <summary>
-    /// Seeded, scaled random weights (<see cref="SeededInit"/>): the modules' constructors leave parameters
-    /// uninitialised (every real weight comes from a file), and garbage weights give NaN/Inf, which would also time
-    /// denormal arithmetic on the CPU instead of the real work.
+    /// Seeded, scaled random weights (<see cref="SeededInit"/>) instead of the layers' default initialisation (every
+    /// real weight comes from a file, so nothing else sets them): with the defaults the random pipelines reached
+    /// NaN/Inf within a few steps, which also times non-finite and denormal arithmetic instead of the real work.
     /// </summary>
     private static T Seeded<T>(T module, long seed) where T : nn.Module
     {
