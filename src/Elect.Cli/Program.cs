@@ -81,6 +81,7 @@ namespace Elect.Cli
             root.Add(sample);
 
             root.Add(BenchCommand.Build(stdout, stderr));
+            root.Add(EvaluateCommand.Build(stdout, stderr));
             return root;
         }
 

@@ -1,0 +1,52 @@
+using System.CommandLine;
+using Elect.Evaluation;
+using Elect.Runner;
+using Microsoft.Extensions.Logging;
+
+namespace Elect.Cli;
+
+/// <summary><c>elect evaluate</c>: PIE-Bench's metrics over the output folders of dataset runs.</summary>
+internal static class EvaluateCommand
+{
+    public static Command Build(TextWriter stdout, TextWriter stderr)
+    {
+        var c = new Command("evaluate", "PIE-Bench's evaluation (PSNR, MSE, SSIM, ... on the unedited background) of dataset-run output folders: per-item CSV, summary table, gallery");
+        var datasetDir = new Option<string>("--dataset-dir") { Description = "Dataset folder (PIE-Bench mapping_file.json + annotation_images/)", DefaultValueFactory = _ => "./datasets/PIE-bench" };
+        var outputs = new Option<string[]>("--outputs") { Description = "Output folders of run-dataset (one method each; repeat or list several)", Required = true, AllowMultipleArgumentsPerToken = true };
+        var metrics = new Option<string[]>("--metrics") { Description = $"Metrics (default: {string.Join(" ", DefaultMetrics)}; known: {string.Join(" ", PieBenchMetrics.All)})", AllowMultipleArgumentsPerToken = true };
+        var seed = new Option<long?>("--seed") { Description = "Seed evaluated where an item's report names no winner (a plain-run folder) or there is no report" };
+        var categories = new Option<string[]>("--edit-category") { Description = "Only items with these editing_type_id values (0-9)", AllowMultipleArgumentsPerToken = true };
+        var result = new Option<string?>("--result") { Description = "Per-item CSV (default: <first --outputs>/evaluation_result.csv); evaluation_summary.json goes beside it" };
+        var logLevel = new Option<string>("--log-level") { DefaultValueFactory = _ => "information", Description = "Logging threshold" };
+        foreach (var o in new Option[] { datasetDir, outputs, metrics, seed, categories, result, logLevel }) c.Add(o);
+        c.SetAction(p => ElectCli.Guard(stderr, p.GetValue(logLevel)!, log =>
+        {
+            var outs = p.GetValue(outputs)!;
+            var ms = p.GetValue(metrics) is { Length: > 0 } given ? given : DefaultMetrics;
+            foreach (var m in ms)
+            {
+                if (!PieBenchMetrics.All.Contains(m)) throw new ArgumentException($"--metrics: unknown metric '{m}' (known: {string.Join(", ", PieBenchMetrics.All)})");
+                if (!PieBenchMetrics.PixelOnly.Contains(m)) throw new ArgumentException($"--metrics: '{m}' needs a model this build does not have yet (available: {string.Join(", ", PieBenchMetrics.PixelOnly)})");
+            }
+            var csv = p.GetValue(result) ?? Path.Combine(outs[0], "evaluation_result.csv");
+            Elect.Modeling.TorchRuntime.Initialize();
+            var (_, summary) = DatasetEvaluation.Run(new EvaluationOptions
+            {
+                DatasetDir = p.GetValue(datasetDir)!,
+                Outputs = outs,
+                Metrics = ms,
+                Seed = p.GetValue(seed),
+                EditCategories = p.GetValue(categories) is { Length: > 0 } cs ? cs : null,
+                ResultCsv = csv,
+                OnSkip = line => stderr.WriteLine($"elect: {line}"),
+            }, log);
+            stdout.Write(DatasetEvaluation.Table(summary));
+            log.LogInformation("per-item results: {Csv}; summary: {Summary}", csv, Path.Combine(Path.GetDirectoryName(Path.GetFullPath(csv))!, DatasetEvaluation.SummaryFile));
+            return 0;
+        }));
+        return c;
+    }
+
+    /// <summary>The reference's default metrics that need no model.</summary>
+    public static readonly string[] DefaultMetrics = ["psnr_unedit_part", "mse_unedit_part", "ssim_unedit_part"];
+}

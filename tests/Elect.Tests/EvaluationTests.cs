@@ -1,0 +1,175 @@
+using System.Text.Json;
+using Xunit;
+using Elect.Evaluation;
+using Elect.Imaging;
+using Elect.Modeling;
+using Elect.Runner;
+using static TorchSharp.torch;
+
+namespace Elect.Tests;
+
+/// <summary>
+/// PIE-Bench's pixel metrics and <c>elect evaluate</c>. Goldens: scripts/goldens/make_metric_goldens.py (torchmetrics'
+/// PSNR/MSE/SSIM formulas re-expressed line by line, PnPInversion's mask_decode and masking).
+/// </summary>
+public sealed class EvaluationTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("elect-eval-").FullName;
+
+    public EvaluationTests() => TorchRuntime.Initialize();
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static RgbImage FromHwc(Tensor t)
+    {
+        var bytes = t.contiguous().data<byte>().ToArray();
+        return new RgbImage((int)t.shape[1], (int)t.shape[0], bytes);
+    }
+
+    [Theory]
+    [InlineData("noise")]
+    [InlineData("edit")]
+    public void PixelMetricsMatchTheReferenceFormulasWithPieBenchMasking(string pair)
+    {
+        var g = SafeTensors.Load(Path.Combine(AppContext.BaseDirectory, "Data", "metrics", "pixel-metrics.safetensors"));
+        var rle = g["rle"].data<int>().ToArray();
+        var src = FromHwc(g[$"{pair}.src"]);
+        var tgt = FromHwc(g[$"{pair}.tgt"]);
+        var mask = RleMask.Decode(rle, src.Height, src.Width, markBorder: true);
+        using var s = ImageMetrics.ToUnit(src);
+        using var t = ImageMetrics.ToUnit(tgt);
+        foreach (var metric in new[] { "psnr", "mse", "ssim" })
+            foreach (var part in new[] { "", "_unedit_part", "_edit_part" })
+            {
+                double expected = g[$"{pair}.{metric}{part}"].item<double>();
+                double actual = PieBenchMetrics.Compute(metric + part, s, t, mask);
+                Assert.True(Math.Abs(expected - actual) <= 1e-4, $"{pair} {metric}{part}: {actual} vs reference {expected}");
+            }
+    }
+
+    [Fact]
+    public void PixelMetricsMatchHandCheckedValues()
+    {
+        using var a = ImageMetrics.ToUnit(RgbImage.Solid(32, 32, 51, 51, 51));     // 0.2
+        using var b = ImageMetrics.ToUnit(RgbImage.Solid(32, 32, 102, 102, 102));  // 0.4
+        Assert.Equal(0.04, ImageMetrics.Mse(a, b), 1e-7);
+        Assert.Equal(10 * Math.Log10(25), ImageMetrics.Psnr(a, b), 1e-5);          // 13.9794
+        // constant images: sigma = 0, SSIM = (2ab + c1) / (a^2 + b^2 + c1) with c1 = 1e-4
+        Assert.Equal((2 * 0.2 * 0.4 + 1e-4) / (0.04 + 0.16 + 1e-4), ImageMetrics.Ssim(a, b), 1e-6);
+        Assert.Equal(1.0, ImageMetrics.Ssim(a, a), 1e-9);
+        Assert.True(double.IsPositiveInfinity(ImageMetrics.Psnr(a, a)));
+        Assert.Equal(ImageMetrics.Gaussian1d(11, 1.5)[1], ImageMetrics.Gaussian1d(11, 1.5)[9], 1e-15);
+        Assert.Equal(1.0, ImageMetrics.Gaussian1d(11, 1.5).Sum(), 1e-12);
+    }
+
+    [Fact]
+    public void BackgroundMetricsIgnoreTheEditedRegionAndTheBorderAndAnAllMaskIsNan()
+    {
+        var src = RgbImage.Solid(64, 64, 10, 20, 30);
+        var tgt = src.Clone();
+        for (int y = 10; y < 20; y++) for (int x = 0; x < 64; x++) for (int c = 0; c < 3; c++) tgt.Data[(y * 64 + x) * 3 + c] = 200;
+        for (int x = 0; x < 64; x++) tgt.Data[x * 3] = 255;   // first row: the border, part of the mask
+        var rle = new[] { 10 * 64, 10 * 64 };
+        var mask = RleMask.Decode(rle, 64, 64, markBorder: true);
+        using var s = ImageMetrics.ToUnit(src);
+        using var t = ImageMetrics.ToUnit(tgt);
+        Assert.Equal(0, PieBenchMetrics.Compute("mse_unedit_part", s, t, mask));
+        Assert.True(PieBenchMetrics.Compute("mse_edit_part", s, t, mask) > 0);
+        Assert.True(PieBenchMetrics.Compute("mse", s, t, mask) > 0);
+        var full = RleMask.Decode([0, 64 * 64], 64, 64);
+        Assert.True(double.IsNaN(PieBenchMetrics.Compute("psnr_unedit_part", s, t, full)));
+        Assert.True(double.IsNaN(PieBenchMetrics.Compute("psnr_unedit_part", s, t, null)));
+        Assert.Throws<ArgumentException>(() => PieBenchMetrics.Compute("lpips", s, t, mask));
+        Assert.Throws<ArgumentException>(() => PieBenchMetrics.Compute("psnr_unedit_part", s, t, new bool[512, 512]));
+    }
+
+    /// <summary>A PIE-Bench-style folder (512x512 images, RLE masks) and two method folders.</summary>
+    private (string Dataset, string Elect, string Plain) MakeRun()
+    {
+        var dataset = Path.Combine(_dir, "pie");
+        Directory.CreateDirectory(Path.Combine(dataset, "annotation_images", "0_random"));
+        var map = new Dictionary<string, object>();
+        string[] keys = ["000", "001", "002", "003"];
+        for (int i = 0; i < keys.Length; i++)
+        {
+            var img = SampleImage.Create(512, 512);
+            img.SavePng(Path.Combine(dataset, "annotation_images", "0_random", $"{keys[i]}.png"));
+            map[keys[i]] = new Dictionary<string, object>
+            {
+                ["image_path"] = $"0_random/{keys[i]}.png",
+                ["editing_instruction"] = "make it [red]",
+                ["original_prompt"] = "a [house]",
+                ["editing_prompt"] = "a [red] house",
+                ["editing_type_id"] = i == 3 ? "1" : "0",
+                ["mask"] = new[] { 512 * 100, 512 * 50 },
+            };
+        }
+        File.WriteAllText(Path.Combine(dataset, "mapping_file.json"), JsonSerializer.Serialize(map));
+        var elect = Path.Combine(_dir, "elect");
+        var plain = Path.Combine(_dir, "plain");
+        Directory.CreateDirectory(elect);
+        Directory.CreateDirectory(plain);
+        foreach (var key in keys)
+        {
+            var edited = SampleImage.Create(512, 512);
+            for (int y = 100; y < 150; y++) for (int x = 0; x < 512; x++) edited.Data[(y * 512 + x) * 3] = 250;   // inside the mask
+            var plainEdit = edited.Clone();
+            for (int x = 0; x < 512 * 3 * 20; x++) plainEdit.Data[512 * 3 * 300 + x] ^= 0x40;                   // background damage
+            JsonFiles.Write(Path.Combine(elect, $"{key}_report.json"), new EditReport
+            {
+                Input = key, Mode = "elect", BestSeed = 2,
+                Candidates = [new CandidateReport { Seed = 1, Bis = 0.5 }, new CandidateReport { Seed = 2, Bis = 0.1 }],
+            });
+            if (key != "001") edited.SavePng(Path.Combine(elect, EditOutputs.OutputFile(key, 2)));   // 001: missing
+            if (key == "002") File.WriteAllText(Path.Combine(plain, EditOutputs.OutputFile(key, 1)), "not a png");
+            else plainEdit.SavePng(Path.Combine(plain, EditOutputs.OutputFile(key, 1)));
+        }
+        return (dataset, elect, plain);
+    }
+
+    [Fact]
+    public void EvaluateWritesPerItemCsvAndSummaryAndSkipsBadOutputsWithALine()
+    {
+        var (dataset, elect, plain) = MakeRun();
+        var csv = Path.Combine(_dir, "res", "evaluation_result.csv");
+        var (code, stdout, stderr) = CliHarness.Run("evaluate", "--dataset-dir", dataset, "--outputs", elect, plain,
+            "--seed", "1", "--edit-category", "0", "--result", csv, "--log-level", "warning");
+        Assert.True(code == 0, stderr);
+        var lines = File.ReadAllLines(csv);
+        Assert.Equal("file_id,elect|psnr_unedit_part,elect|mse_unedit_part,elect|ssim_unedit_part,plain|psnr_unedit_part,plain|mse_unedit_part,plain|ssim_unedit_part", lines[0]);
+        Assert.Equal(4, lines.Length);   // 003 is category 1
+        var row0 = lines[1].Split(',');
+        Assert.Equal("000", row0[0]);
+        Assert.Equal("inf", row0[1]);    // ELECT's background is untouched
+        Assert.Equal("0", row0[2]);
+        Assert.True(double.Parse(row0[5], System.Globalization.CultureInfo.InvariantCulture) > 0);
+        Assert.Equal("001,,,", string.Join(',', lines[2].Split(',').Take(4)));
+        Assert.Contains("skip 001 (elect): output", stderr);
+        Assert.Contains("is missing", stderr);
+        Assert.Contains("skip 002 (plain): output", stderr);
+        Assert.Contains("unreadable", stderr);
+        Assert.Contains("| method | items | psnr_unedit_part | mse_unedit_part x10^4 | ssim_unedit_part x10^2 |", stdout);
+        Assert.Contains("| elect | 2 (1 skipped) |", stdout);
+        var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "res", DatasetEvaluation.SummaryFile))).RootElement;
+        Assert.Equal(3, summary.GetProperty("items").GetInt32());
+        Assert.Equal(2, summary.GetProperty("skips").GetArrayLength());
+        var plainMse = summary.GetProperty("methods")[1].GetProperty("metrics")[1];
+        Assert.Equal(2, plainMse.GetProperty("count").GetInt32());
+    }
+
+    [Fact]
+    public void EvaluateWithoutSeedSkipsAPlainFolderWithoutReportsAndRejectsUnknownMetrics()
+    {
+        var (dataset, _, plain) = MakeRun();
+        var (code, _, stderr) = CliHarness.Run("evaluate", "--dataset-dir", dataset, "--outputs", plain, "--log-level", "warning");
+        Assert.Equal(0, code);
+        Assert.Contains("pass --seed S", stderr);
+        Assert.True(File.Exists(Path.Combine(plain, "evaluation_result.csv")));
+        var bad = CliHarness.Run("evaluate", "--dataset-dir", dataset, "--outputs", plain, "--metrics", "psnr", "fid");
+        Assert.Equal(1, bad.Code);
+        Assert.StartsWith("elect: error: --metrics: unknown metric 'fid'", bad.Err);
+        var missing = CliHarness.Run("evaluate", "--dataset-dir", dataset, "--outputs", Path.Combine(_dir, "nope"));
+        Assert.Equal(1, missing.Code);
+        Assert.Contains("output folder not found", missing.Err);
+    }
+}
