@@ -17,8 +17,10 @@ internal static class EvaluateCommand
         var seed = new Option<long?>("--seed") { Description = "Seed evaluated where an item's report names no winner (a plain-run folder) or there is no report" };
         var categories = new Option<string[]>("--edit-category") { Description = "Only items with these editing_type_id values (0-9)", AllowMultipleArgumentsPerToken = true };
         var result = new Option<string?>("--result") { Description = "Per-item CSV (default: <first --outputs>/evaluation_result.csv); evaluation_summary.json goes beside it" };
+        var gallery = new Option<string?>("--gallery") { Description = "HTML gallery to write (default: gallery.html beside --result)" };
+        var noGallery = new Option<bool>("--no-gallery") { Description = "Write no gallery" };
         var logLevel = new Option<string>("--log-level") { DefaultValueFactory = _ => "information", Description = "Logging threshold" };
-        foreach (var o in new Option[] { datasetDir, outputs, metrics, seed, categories, result, logLevel }) c.Add(o);
+        foreach (var o in new Option[] { datasetDir, outputs, metrics, seed, categories, result, gallery, noGallery, logLevel }) c.Add(o);
         c.SetAction(p => ElectCli.Guard(stderr, p.GetValue(logLevel)!, log =>
         {
             var outs = p.GetValue(outputs)!;
@@ -30,7 +32,7 @@ internal static class EvaluateCommand
             }
             var csv = p.GetValue(result) ?? Path.Combine(outs[0], "evaluation_result.csv");
             Elect.Modeling.TorchRuntime.Initialize();
-            var (_, summary) = DatasetEvaluation.Run(new EvaluationOptions
+            var (items, summary) = DatasetEvaluation.Run(new EvaluationOptions
             {
                 DatasetDir = p.GetValue(datasetDir)!,
                 Outputs = outs,
@@ -41,6 +43,12 @@ internal static class EvaluateCommand
                 OnSkip = line => stderr.WriteLine($"elect: {line}"),
             }, log);
             stdout.Write(DatasetEvaluation.Table(summary));
+            if (!p.GetValue(noGallery))
+            {
+                var html = p.GetValue(gallery) ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(csv))!, "gallery.html");
+                EvaluationGallery.Write(html, items, summary);
+                log.LogInformation("gallery: {Html}", html);
+            }
             log.LogInformation("per-item results: {Csv}; summary: {Summary}", csv, Path.Combine(Path.GetDirectoryName(Path.GetFullPath(csv))!, DatasetEvaluation.SummaryFile));
             return 0;
         }));

@@ -312,11 +312,20 @@ public static class DatasetEvaluation
         foreach (var row in s.Methods)
         {
             sb.Append("| ").Append(row.Method).Append(" | ").Append(row.Evaluated).Append(row.Skipped > 0 ? $" ({row.Skipped} skipped)" : "").Append(" |");
-            foreach (var m in row.Metrics) sb.Append(' ').Append(m.Table is { } v ? v.ToString("0.00", CultureInfo.InvariantCulture) : "-").Append(" |");
+            foreach (var m in row.Metrics) sb.Append(' ').Append(TableValue(m.Table)).Append(" |");
             sb.Append('\n');
         }
         return sb.ToString();
     }
+
+    /// <summary>A table cell: two decimals, <c>inf</c>, or <c>-</c> for no value.</summary>
+    public static string TableValue(double? v) => v switch
+    {
+        null => "-",
+        double.PositiveInfinity => "inf",
+        double.NegativeInfinity => "-inf",
+        { } x => x.ToString("0.00", CultureInfo.InvariantCulture),
+    };
 
     /// <summary>A value as the reference's CSV has it: <c>nan</c>, <c>inf</c>, or the shortest round-trip decimal.</summary>
     public static string FormatValue(double v) =>

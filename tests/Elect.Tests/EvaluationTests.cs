@@ -121,6 +121,11 @@ public sealed class EvaluationTests : IDisposable
                 Candidates = [new CandidateReport { Seed = 1, Bis = 0.5 }, new CandidateReport { Seed = 2, Bis = 0.1 }],
             });
             if (key != "001") edited.SavePng(Path.Combine(elect, EditOutputs.OutputFile(key, 2)));   // 001: missing
+            if (key == "000")
+            {
+                plainEdit.SavePng(Path.Combine(elect, EditOutputs.OutputFile(key, 1)));                  // --visualize-all-seeds
+                RgbImage.Solid(512, 512, 90, 90, 90).ToGray().SavePng(Path.Combine(elect, EditOutputs.MaskFile(key)));
+            }
             if (key == "002") File.WriteAllText(Path.Combine(plain, EditOutputs.OutputFile(key, 1)), "not a png");
             else plainEdit.SavePng(Path.Combine(plain, EditOutputs.OutputFile(key, 1)));
         }
@@ -149,12 +154,52 @@ public sealed class EvaluationTests : IDisposable
         Assert.Contains("skip 002 (plain): output", stderr);
         Assert.Contains("unreadable", stderr);
         Assert.Contains("| method | items | psnr_unedit_part | mse_unedit_part x10^4 | ssim_unedit_part x10^2 |", stdout);
-        Assert.Contains("| elect | 2 (1 skipped) |", stdout);
+        Assert.Contains("| elect | 2 (1 skipped) | inf | 0.00 | 100.00 |", stdout);
         var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "res", DatasetEvaluation.SummaryFile))).RootElement;
         Assert.Equal(3, summary.GetProperty("items").GetInt32());
         Assert.Equal(2, summary.GetProperty("skips").GetArrayLength());
         var plainMse = summary.GetProperty("methods")[1].GetProperty("metrics")[1];
         Assert.Equal(2, plainMse.GetProperty("count").GetInt32());
+
+        // the gallery: relative links to every image, ground-truth masks beside it, candidates with their BIS
+        var html = File.ReadAllText(Path.Combine(_dir, "res", "gallery.html"));
+        Assert.Contains("src=\"../pie/annotation_images/0_random/000.png\"", html);
+        Assert.Contains("src=\"../elect/000_output_2.png\"", html);
+        Assert.Contains("src=\"../elect/000_output-mask.png\"", html);
+        Assert.Contains("seed 1 BIS 0.5000", html);
+        Assert.Contains("skipped: output", html);
+        Assert.DoesNotContain("file:", html);
+        foreach (var key in new[] { "000", "001", "002" })
+            Assert.True(File.Exists(Path.Combine(_dir, "res", EvaluationGallery.MaskFolder, $"{key}_gt-mask.png")));
+        if (Environment.GetEnvironmentVariable("ELECT_KEEP_GALLERY") is { Length: > 0 } keep)
+            CopyTree(_dir, keep);
+        // headless Chromium loads the page from disk and every image in it decodes
+        var chromium = new[] { "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome" }.FirstOrDefault(File.Exists);
+        if (chromium is null) return;
+        var dom = RunChromium(chromium, "--dump-dom", new Uri(Path.Combine(_dir, "res", "gallery.html")).AbsoluteUri);
+        Assert.Matches("data-images=\"(1[0-9]|[2-9][0-9])\"", dom);
+        Assert.Contains("data-broken=\"0\"", dom);
+    }
+
+    private static string RunChromium(string exe, params string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files", "--virtual-time-budget=10000" }) psi.ArgumentList.Add(a);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        var output = p.StandardOutput.ReadToEnd();
+        Assert.True(p.WaitForExit(60_000), "chromium did not finish in 60 s");
+        Assert.True(p.ExitCode == 0, $"chromium exited {p.ExitCode}: {err.Result}");
+        return output;
+    }
+
+    private static void CopyTree(string from, string to)
+    {
+        foreach (var d in Directory.GetDirectories(from, "*", SearchOption.AllDirectories))
+            Directory.CreateDirectory(Path.Combine(to, Path.GetRelativePath(from, d)));
+        foreach (var f in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
+            File.Copy(f, Path.Combine(to, Path.GetRelativePath(from, f)), overwrite: true);
     }
 
     [Fact]

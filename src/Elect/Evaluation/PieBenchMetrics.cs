@@ -58,6 +58,9 @@ public static class PieBenchMetrics
     /// <summary>PIE-Bench's <c>mask_decode</c>: the RLE at 512x512, first and last rows and columns set. True = edited.</summary>
     public static bool[,] Mask(IReadOnlyList<int> rle) => RleMask.Decode(rle, MaskSize, MaskSize, markBorder: true);
 
+    /// <summary><see cref="Mask"/> as an image (255 = edited).</summary>
+    public static GrayImage MaskImage(IReadOnlyList<int> rle) => RleMask.DecodeImage(rle, MaskSize, MaskSize, markBorder: true);
+
     /// <summary>
     /// One metric of one item. <paramref name="source"/> and <paramref name="target"/> are [1,3,H,W] in [0,1];
     /// <paramref name="mask"/> is the decoded mask (null when the item has none: part metrics are then nan). Returns
