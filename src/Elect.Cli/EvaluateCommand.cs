@@ -13,23 +13,34 @@ internal static class EvaluateCommand
         var c = new Command("evaluate", "PIE-Bench's evaluation (PSNR, MSE, SSIM, ... on the unedited background) of dataset-run output folders: per-item CSV, summary table, gallery");
         var datasetDir = new Option<string>("--dataset-dir") { Description = "Dataset folder (PIE-Bench mapping_file.json + annotation_images/)", DefaultValueFactory = _ => "./datasets/PIE-bench" };
         var outputs = new Option<string[]>("--outputs") { Description = "Output folders of run-dataset (one method each; repeat or list several)", Required = true, AllowMultipleArgumentsPerToken = true };
-        var metrics = new Option<string[]>("--metrics") { Description = $"Metrics (default: {string.Join(" ", DefaultMetrics)}; known: {string.Join(" ", PieBenchMetrics.All)})", AllowMultipleArgumentsPerToken = true };
+        var metrics = new Option<string[]>("--metrics") { Description = $"Metrics (default: {string.Join(" ", DefaultMetrics)}, plus lpips_unedit_part when --lpips-path exists; known: {string.Join(" ", PieBenchMetrics.All)})", AllowMultipleArgumentsPerToken = true };
         var seed = new Option<long?>("--seed") { Description = "Seed evaluated where an item's report names no winner (a plain-run folder) or there is no report" };
         var categories = new Option<string[]>("--edit-category") { Description = "Only items with these editing_type_id values (0-9)", AllowMultipleArgumentsPerToken = true };
         var result = new Option<string?>("--result") { Description = "Per-item CSV (default: <first --outputs>/evaluation_result.csv); evaluation_summary.json goes beside it" };
         var gallery = new Option<string?>("--gallery") { Description = "HTML gallery to write (default: gallery.html beside --result)" };
         var noGallery = new Option<bool>("--no-gallery") { Description = "Write no gallery" };
+        var lpipsPath = new Option<string>("--lpips-path") { Description = "LPIPS folder: torchvision squeezenet1_1*.pth and lpips' v0.1 squeeze.pth (or .safetensors)", DefaultValueFactory = _ => "checkpoints/lpips-squeeze" };
         var logLevel = new Option<string>("--log-level") { DefaultValueFactory = _ => "information", Description = "Logging threshold" };
-        foreach (var o in new Option[] { datasetDir, outputs, metrics, seed, categories, result, gallery, noGallery, logLevel }) c.Add(o);
+        foreach (var o in new Option[] { datasetDir, outputs, metrics, seed, categories, result, gallery, noGallery, lpipsPath, logLevel }) c.Add(o);
         c.SetAction(p => ElectCli.Guard(stderr, p.GetValue(logLevel)!, log =>
         {
             var outs = p.GetValue(outputs)!;
-            var ms = p.GetValue(metrics) is { Length: > 0 } given ? given : DefaultMetrics;
+            var ms = p.GetValue(metrics) is { Length: > 0 } given ? given
+                : Directory.Exists(p.GetValue(lpipsPath)!) ? ["psnr_unedit_part", "lpips_unedit_part", "mse_unedit_part", "ssim_unedit_part"] : DefaultMetrics;
             foreach (var m in ms)
             {
                 if (!PieBenchMetrics.All.Contains(m)) throw new ArgumentException($"--metrics: unknown metric '{m}' (known: {string.Join(", ", PieBenchMetrics.All)})");
-                if (!PieBenchMetrics.PixelOnly.Contains(m)) throw new ArgumentException($"--metrics: '{m}' needs a model this build does not have yet (available: {string.Join(", ", PieBenchMetrics.PixelOnly)})");
+                if (!PieBenchMetrics.PixelOnly.Contains(m) && PieBenchMetrics.Base(m) != "lpips") throw new ArgumentException($"--metrics: '{m}' needs a model this build does not have yet (available: {string.Join(", ", PieBenchMetrics.PixelOnly)})");
             }
+            Elect.Models.Perceptual.LpipsSqueeze? lpips = null;
+            if (ms.Any(m => PieBenchMetrics.Base(m) == "lpips"))
+            {
+                var dir = p.GetValue(lpipsPath)!;
+                if (!Directory.Exists(dir)) throw new ArgumentException($"--lpips-path: folder {dir} not found (it holds torchvision's squeezenet1_1*.pth and lpips' weights/v0.1/squeeze.pth)");
+                Elect.Modeling.TorchRuntime.Initialize();
+                lpips = Elect.Models.Perceptual.LpipsSqueeze.Load(dir);
+            }
+            using var lpipsScope = lpips;
             var csv = p.GetValue(result) ?? Path.Combine(outs[0], "evaluation_result.csv");
             Elect.Modeling.TorchRuntime.Initialize();
             var (items, summary) = DatasetEvaluation.Run(new EvaluationOptions
@@ -40,6 +51,7 @@ internal static class EvaluateCommand
                 Seed = p.GetValue(seed),
                 EditCategories = p.GetValue(categories) is { Length: > 0 } cs ? cs : null,
                 ResultCsv = csv,
+                Lpips = lpips,
                 OnSkip = line => stderr.WriteLine($"elect: {line}"),
             }, log);
             stdout.Write(DatasetEvaluation.Table(summary));

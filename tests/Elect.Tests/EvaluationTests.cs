@@ -203,6 +203,25 @@ public sealed class EvaluationTests : IDisposable
     }
 
     [Fact]
+    public void EvaluateComputesLpipsFromTheLpipsFolderAndNamesAMissingOne()
+    {
+        var (dataset, elect, plain) = MakeRun();
+        var lpipsDir = Path.Combine(AppContext.BaseDirectory, "Data", "metrics", "lpips-squeeze");
+        var csv = Path.Combine(_dir, "l.csv");
+        var (code, stdout, stderr) = CliHarness.Run("evaluate", "--dataset-dir", dataset, "--outputs", elect, plain, "--seed", "1",
+            "--metrics", "lpips_unedit_part", "--lpips-path", lpipsDir, "--result", csv, "--no-gallery", "--log-level", "warning");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("lpips_unedit_part x10^3", stdout);
+        var row = File.ReadAllLines(csv)[1].Split(',');
+        Assert.Equal("000", row[0]);
+        Assert.Equal(0, double.Parse(row[1], System.Globalization.CultureInfo.InvariantCulture), 1e-9);
+        Assert.True(double.Parse(row[2], System.Globalization.CultureInfo.InvariantCulture) > 0);
+        var missing = CliHarness.Run("evaluate", "--dataset-dir", dataset, "--outputs", elect, "--metrics", "lpips", "--lpips-path", Path.Combine(_dir, "none"));
+        Assert.Equal(1, missing.Code);
+        Assert.StartsWith("elect: error: --lpips-path: folder", missing.Err);
+    }
+
+    [Fact]
     public void EvaluateWithoutSeedSkipsAPlainFolderWithoutReportsAndRejectsUnknownMetrics()
     {
         var (dataset, _, plain) = MakeRun();
@@ -216,5 +235,48 @@ public sealed class EvaluationTests : IDisposable
         var missing = CliHarness.Run("evaluate", "--dataset-dir", dataset, "--outputs", Path.Combine(_dir, "nope"));
         Assert.Equal(1, missing.Code);
         Assert.Contains("output folder not found", missing.Err);
+    }
+}
+
+/// <summary>LPIPS SqueezeNet against scripts/goldens/make_lpips_goldens.py (torchvision's squeezenet1_1, lpips' formula).</summary>
+public sealed class LpipsTests
+{
+    private static readonly string Dir = Path.Combine(AppContext.BaseDirectory, "Data", "metrics", "lpips-squeeze");
+
+    public LpipsTests() => TorchRuntime.Initialize();
+
+    [Fact]
+    public void LpipsSqueezeMatchesTheReferenceOnWholeAndMaskedImages()
+    {
+        var g = SafeTensors.Load(Path.Combine(Dir, "golden.safetensors"));
+        using var lpips = Elect.Models.Perceptual.LpipsSqueeze.Load(Dir);
+        var src = g["src"].contiguous().data<byte>().ToArray();
+        var tgt = g["tgt"].contiguous().data<byte>().ToArray();
+        using var s = ImageMetrics.ToUnit(new RgbImage(64, 64, src));
+        using var t = ImageMetrics.ToUnit(new RgbImage(64, 64, tgt));
+        var m = g["mask"].data<float>().ToArray();
+        var mask = new bool[64, 64];
+        for (int y = 0; y < 64; y++) for (int x = 0; x < 64; x++) mask[y, x] = m[y * 64 + x] > 0;
+        double whole = PieBenchMetrics.Compute("lpips", s, t, mask, lpips: lpips);
+        double unedit = PieBenchMetrics.Compute("lpips_unedit_part", s, t, mask, lpips: lpips);
+        Assert.True(Math.Abs(whole - g["lpips.whole"].item<double>()) <= 1e-6, $"whole {whole} vs {g["lpips.whole"].item<double>()}");
+        Assert.True(Math.Abs(unedit - g["lpips.unedit"].item<double>()) <= 1e-6, $"unedit {unedit} vs {g["lpips.unedit"].item<double>()}");
+        Assert.Equal(0, lpips.Score(s, s), 1e-9);
+    }
+
+    [Fact]
+    public void MissingOrMisshapenLpipsWeightsAreNamed()
+    {
+        var tmp = Directory.CreateTempSubdirectory("elect-lpips-").FullName;
+        try
+        {
+            Assert.Contains("no squeezenet1_1", Assert.Throws<FileNotFoundException>(() => Elect.Models.Perceptual.LpipsSqueeze.Load(tmp)).Message);
+            File.Copy(Path.Combine(Dir, "squeezenet1_1.pth"), Path.Combine(tmp, "squeezenet1_1-b8a52dc0.pth"));
+            Assert.Contains("no squeeze.pth", Assert.Throws<FileNotFoundException>(() => Elect.Models.Perceptual.LpipsSqueeze.Load(tmp)).Message);
+            SafeTensors.Save(Path.Combine(tmp, "squeeze.safetensors"), new Dictionary<string, TorchSharp.torch.Tensor> { ["lin0.model.1.weight"] = TorchSharp.torch.zeros(1, 32, 1, 1) });
+            var e = Assert.Throws<InvalidDataException>(() => Elect.Models.Perceptual.LpipsSqueeze.Load(tmp));
+            Assert.Contains("'lin0.model.1.weight' has shape [1, 32, 1, 1]", e.Message);
+        }
+        finally { Directory.Delete(tmp, recursive: true); }
     }
 }
