@@ -280,3 +280,24 @@ public sealed class LpipsTests
         finally { Directory.Delete(tmp, recursive: true); }
     }
 }
+
+/// <summary>CLIP vision tower against transformers' CLIPModel (scripts/goldens/make_clip_vision_goldens.py).</summary>
+public sealed class ClipVisionTests
+{
+    [Fact]
+    public void ClipVisionTowerMatchesTransformersFromACLIPModelFolder()
+    {
+        TorchRuntime.Initialize();
+        var data = Path.Combine(AppContext.BaseDirectory, "Data");
+        var g = SafeTensors.Load(Path.Combine(data, "clip-tiny-vision-golden.safetensors"));
+        using var model = Elect.Models.Vision.ClipVisionModel.FromPretrained(Path.Combine(data, "clip-tiny"));
+        Assert.Equal(24, model.Config.ProjectionDim);
+        using var _ = no_grad();
+        using var o = model.forward(g["pixel_values"]);
+        foreach (var (name, t) in new[] { ("last_hidden_state", o.LastHiddenState), ("penultimate", o.PenultimateHiddenState), ("pooled", o.PooledOutput), ("image_embeds", o.ImageEmbeds) })
+        {
+            double diff = (t - g[name]).abs().max().item<float>();
+            Assert.True(diff <= 1e-4, $"{name}: max |diff| {diff}");
+        }
+    }
+}
