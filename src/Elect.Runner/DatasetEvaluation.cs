@@ -35,6 +35,7 @@ public sealed record EvaluationOptions
     public Action<string>? OnSkip { get; init; }
 
     public IPairMetric? Lpips { get; init; }
+    public ClipScore? Clip { get; init; }
     public IPairMetric? StructureDistance { get; init; }
 }
 
@@ -268,7 +269,10 @@ public static class DatasetEvaluation
             var t = ImageMetrics.ToUnit(target);
             var values = new Dictionary<string, double>();
             foreach (var metric in o.Metrics)
-                values[metric] = PieBenchMetrics.Compute(metric, s, t, mask, o.Lpips, o.StructureDistance);
+                values[metric] = PieBenchMetrics.ClipMetrics.Contains(metric)
+                    ? PieBenchMetrics.ComputeClip(metric, o.Clip ?? throw new ArgumentException($"metric '{metric}' needs the CLIP model"),
+                                                  source, target, mask, item.OriginalPrompt, item.EditingPrompt)
+                    : PieBenchMetrics.Compute(metric, s, t, mask, o.Lpips, o.StructureDistance);
             return new MethodItemResult { Method = method, File = file, Seed = seed, Values = values, Report = report };
         }
         catch (ArgumentException e) { return Skip(e.Message, file); }

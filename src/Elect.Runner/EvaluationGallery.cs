@@ -18,7 +18,7 @@ public static class EvaluationGallery
     public const string MaskFolder = "gallery_masks";
 
     /// <summary>True when a larger value of the metric is better (PSNR, SSIM, CLIP); false for the distances.</summary>
-    public static bool HigherIsBetter(string metric) => PieBenchMetrics.Base(metric) is "psnr" or "ssim";
+    public static bool HigherIsBetter(string metric) => PieBenchMetrics.Base(metric) is "psnr" or "ssim" || metric.StartsWith("clip_", StringComparison.Ordinal);
 
     /// <summary>The first method's gain over the second on <paramref name="metric"/> (null without two numbers).</summary>
     public static double? Gain(ItemEvaluation item, string metric)

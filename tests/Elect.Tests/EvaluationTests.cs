@@ -221,6 +221,29 @@ public sealed class EvaluationTests : IDisposable
         Assert.StartsWith("elect: error: --lpips-path: folder", missing.Err);
     }
 
+    [SkippableFact]
+    public void EvaluateComputesClipScoresOfTheTargetWholeAndEditedPart()
+    {
+        var fixtures = Fixtures.Require();   // the CLIP tokenizer files
+        var (dataset, elect, _) = MakeRun();
+        var clipDir = Path.Combine(_dir, "clip");
+        Directory.CreateDirectory(clipDir);
+        foreach (var f in Directory.GetFiles(Path.Combine(AppContext.BaseDirectory, "Data", "clip-tiny")))
+            File.Copy(f, Path.Combine(clipDir, Path.GetFileName(f)));
+        foreach (var f in Directory.GetFiles(Path.Combine(fixtures, "models", "ip2p-tiny", "tokenizer")))
+            File.Copy(f, Path.Combine(clipDir, Path.GetFileName(f)));
+        var csv = Path.Combine(_dir, "c.csv");
+        var (code, _, stderr) = CliHarness.Run("evaluate", "--dataset-dir", dataset, "--outputs", elect, "--metrics",
+            "clip_similarity_target_image", "clip_similarity_target_image_edit_part", "--clip-path", clipDir, "--result", csv, "--no-gallery", "--log-level", "warning");
+        Assert.True(code == 0, stderr);
+        var row = File.ReadAllLines(csv)[1].Split(',');
+        using var clip = ClipScore.Load(clipDir);
+        var target = RgbImage.Load(Path.Combine(elect, EditOutputs.OutputFile("000", 2)));
+        var mask = PieBenchMetrics.Mask([512 * 100, 512 * 50]);
+        Assert.Equal(clip.Score(target, "a red house"), double.Parse(row[1], System.Globalization.CultureInfo.InvariantCulture), 1e-9);
+        Assert.Equal(clip.Score(target, "a red house", mask), double.Parse(row[2], System.Globalization.CultureInfo.InvariantCulture), 1e-9);
+    }
+
     [Fact]
     public void EvaluateWithoutSeedSkipsAPlainFolderWithoutReportsAndRejectsUnknownMetrics()
     {
@@ -289,7 +312,7 @@ public sealed class ClipVisionTests
     {
         TorchRuntime.Initialize();
         var data = Path.Combine(AppContext.BaseDirectory, "Data");
-        var g = SafeTensors.Load(Path.Combine(data, "clip-tiny-vision-golden.safetensors"));
+        var g = SafeTensors.Load(Path.Combine(data, "clip-tiny-golden.safetensors"));
         using var model = Elect.Models.Vision.ClipVisionModel.FromPretrained(Path.Combine(data, "clip-tiny"));
         Assert.Equal(24, model.Config.ProjectionDim);
         using var _ = no_grad();
@@ -298,6 +321,28 @@ public sealed class ClipVisionTests
         {
             double diff = (t - g[name]).abs().max().item<float>();
             Assert.True(diff <= 1e-4, $"{name}: max |diff| {diff}");
+        }
+    }
+
+    [SkippableFact]
+    public void ClipScoreMatchesTorchmetricsFormulaWithTransformersPreprocessing()
+    {
+        var fixtures = Fixtures.Require();   // the CLIP tokenizer of the shared fixtures (real CLIP BPE vocabulary)
+        var data = Path.Combine(AppContext.BaseDirectory, "Data");
+        var g = SafeTensors.Load(Path.Combine(data, "clip-tiny-golden.safetensors"));
+        using var clip = ClipScore.Load(Path.Combine(data, "clip-tiny"), Path.Combine(fixtures, "models", "ip2p-tiny", "tokenizer"));
+        var img = g["score_image"];
+        var image = new RgbImage((int)img.shape[1], (int)img.shape[0], img.contiguous().data<byte>().ToArray());
+        using var px = clip.Preprocess(image);
+        double pxDiff = (px - g["score0.pixel_values"]).abs().max().item<float>();
+        Assert.True(pxDiff <= 1e-4, $"pixel values: max |diff| {pxDiff}");
+        string[] prompts = ["a red house with a garden", "a photo of a cat"];
+        for (int k = 0; k < prompts.Length; k++)
+        {
+            Assert.Equal(g[$"score{k}.input_ids"].data<long>().ToArray(), clip.TokenIds(prompts[k]));
+            double cos = clip.Cosine(image, prompts[k]);
+            Assert.True(Math.Abs(cos - g[$"cos{k}"].item<double>()) <= 1e-6, $"cos {k}: {cos} vs {g[$"cos{k}"].item<double>()}");
+            Assert.True(Math.Abs(clip.Score(image, prompts[k]) - g[$"score{k}"].item<double>()) <= 1e-4);
         }
     }
 }

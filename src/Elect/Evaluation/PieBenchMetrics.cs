@@ -25,6 +25,10 @@ public static class PieBenchMetrics
     /// <summary>Every metric name <see cref="Compute"/> knows.</summary>
     public static readonly IReadOnlyList<string> All = BuildAll();
 
+    /// <summary>The CLIP scores (<see cref="ClipScore"/>): source image vs original prompt, target vs editing prompt, whole and edited part.</summary>
+    public static readonly IReadOnlyList<string> ClipMetrics =
+        ["clip_similarity_source_image", "clip_similarity_target_image", "clip_similarity_target_image_edit_part"];
+
     /// <summary>The metrics that need no model.</summary>
     public static readonly IReadOnlyList<string> PixelOnly = All.Where(m => Base(m) is "psnr" or "mse" or "ssim").ToArray();
 
@@ -37,6 +41,7 @@ public static class PieBenchMetrics
             names.Add(b + "_unedit_part");
             names.Add(b + "_edit_part");
         }
+        names.AddRange(["clip_similarity_source_image", "clip_similarity_target_image", "clip_similarity_target_image_edit_part"]);
         return names.ToArray();
     }
 
@@ -55,6 +60,24 @@ public static class PieBenchMetrics
         _ => 1,
     };
 
+    /// <summary>
+    /// A CLIP score of PIE-Bench's evaluation: <c>clip_similarity_source_image</c> (source vs the original prompt),
+    /// <c>clip_similarity_target_image</c> (target vs the editing prompt), <c>_edit_part</c> (the target times the mask;
+    /// NaN when the mask is empty or absent). Prompts have their brackets removed already.
+    /// </summary>
+    public static double ComputeClip(string metric, ClipScore clip, RgbImage source, RgbImage target, bool[,]? mask,
+                                     string originalPrompt, string editingPrompt)
+    {
+        ArgumentNullException.ThrowIfNull(clip);
+        return metric switch
+        {
+            "clip_similarity_source_image" => clip.Score(source, originalPrompt),
+            "clip_similarity_target_image" => clip.Score(target, editingPrompt),
+            "clip_similarity_target_image_edit_part" => mask is null || !mask.Cast<bool>().Any() ? double.NaN : clip.Score(target, editingPrompt, mask),
+            _ => throw new ArgumentException($"'{metric}' is not a CLIP metric ({string.Join(", ", ClipMetrics)})"),
+        };
+    }
+
     /// <summary>PIE-Bench's <c>mask_decode</c>: the RLE at 512x512, first and last rows and columns set. True = edited.</summary>
     public static bool[,] Mask(IReadOnlyList<int> rle) => RleMask.Decode(rle, MaskSize, MaskSize, markBorder: true);
 
@@ -72,6 +95,7 @@ public static class PieBenchMetrics
     {
         ArgumentNullException.ThrowIfNull(metric);
         if (!All.Contains(metric)) throw new ArgumentException($"unknown metric '{metric}' (known: {string.Join(", ", All)})");
+        if (ClipMetrics.Contains(metric)) throw new ArgumentException($"metric '{metric}' takes images and prompts: use {nameof(ComputeClip)}");
         string b = Base(metric);
         Func<Tensor, Tensor, double> f = b switch
         {
