@@ -21,18 +21,20 @@ internal static class EvaluateCommand
         var noGallery = new Option<bool>("--no-gallery") { Description = "Write no gallery" };
         var lpipsPath = new Option<string>("--lpips-path") { Description = "LPIPS folder: torchvision squeezenet1_1*.pth and lpips' v0.1 squeeze.pth (or .safetensors)", DefaultValueFactory = _ => "checkpoints/lpips-squeeze" };
         var clipPath = new Option<string>("--clip-path") { Description = "CLIP folder for the clip_similarity_* metrics (openai/clip-vit-large-patch14 layout)", DefaultValueFactory = _ => "checkpoints/clip-vit-large-patch14" };
+        var dinoPath = new Option<string>("--dino-path") { Description = "DINO ViT-B/8 folder for structure_distance (facebook/dino-vitb8 layout)", DefaultValueFactory = _ => "checkpoints/dino-vitb8" };
         var logLevel = new Option<string>("--log-level") { DefaultValueFactory = _ => "information", Description = "Logging threshold" };
-        foreach (var o in new Option[] { datasetDir, outputs, metrics, seed, categories, result, gallery, noGallery, lpipsPath, clipPath, logLevel }) c.Add(o);
+        foreach (var o in new Option[] { datasetDir, outputs, metrics, seed, categories, result, gallery, noGallery, lpipsPath, clipPath, dinoPath, logLevel }) c.Add(o);
         c.SetAction(p => ElectCli.Guard(stderr, p.GetValue(logLevel)!, log =>
         {
             var outs = p.GetValue(outputs)!;
             string[] ms = p.GetValue(metrics) is { Length: > 0 } given ? given
-                : [.. Directory.Exists(p.GetValue(lpipsPath)!) ? ["psnr_unedit_part", "lpips_unedit_part", "mse_unedit_part", "ssim_unedit_part"] : DefaultMetrics,
+                : [.. Directory.Exists(p.GetValue(dinoPath)!) ? ["structure_distance"] : Array.Empty<string>(),
+                   .. Directory.Exists(p.GetValue(lpipsPath)!) ? ["psnr_unedit_part", "lpips_unedit_part", "mse_unedit_part", "ssim_unedit_part"] : DefaultMetrics,
                    .. Directory.Exists(p.GetValue(clipPath)!) ? PieBenchMetrics.ClipMetrics.Skip(1) : []];
             foreach (var m in ms)
             {
                 if (!PieBenchMetrics.All.Contains(m)) throw new ArgumentException($"--metrics: unknown metric '{m}' (known: {string.Join(", ", PieBenchMetrics.All)})");
-                if (!PieBenchMetrics.PixelOnly.Contains(m) && PieBenchMetrics.Base(m) != "lpips" && !PieBenchMetrics.ClipMetrics.Contains(m)) throw new ArgumentException($"--metrics: '{m}' needs a model this build does not have yet (available: {string.Join(", ", PieBenchMetrics.PixelOnly)})");
+                if (!PieBenchMetrics.PixelOnly.Contains(m) && PieBenchMetrics.Base(m) is not ("lpips" or "structure_distance") && !PieBenchMetrics.ClipMetrics.Contains(m)) throw new ArgumentException($"--metrics: '{m}' needs a model this build does not have yet (available: {string.Join(", ", PieBenchMetrics.PixelOnly)})");
             }
             Elect.Models.Perceptual.LpipsSqueeze? lpips = null;
             if (ms.Any(m => PieBenchMetrics.Base(m) == "lpips"))
@@ -51,6 +53,14 @@ internal static class EvaluateCommand
                 clip = ClipScore.Load(dir);
             }
             using var clipScope = clip;
+            StructureDistance? dino = null;
+            if (ms.Any(m => PieBenchMetrics.Base(m) == "structure_distance"))
+            {
+                var dir = p.GetValue(dinoPath)!;
+                if (!Directory.Exists(dir)) throw new ArgumentException($"--dino-path: folder {dir} not found (facebook/dino-vitb8: config.json and weights)");
+                dino = StructureDistance.Load(dir);
+            }
+            using var dinoScope = dino;
             var csv = p.GetValue(result) ?? Path.Combine(outs[0], "evaluation_result.csv");
             Elect.Modeling.TorchRuntime.Initialize();
             var (items, summary) = DatasetEvaluation.Run(new EvaluationOptions
@@ -63,6 +73,7 @@ internal static class EvaluateCommand
                 ResultCsv = csv,
                 Lpips = lpips,
                 Clip = clip,
+                StructureDistance = dino,
                 OnSkip = line => stderr.WriteLine($"elect: {line}"),
             }, log);
             stdout.Write(DatasetEvaluation.Table(summary));

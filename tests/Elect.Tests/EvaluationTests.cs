@@ -216,6 +216,13 @@ public sealed class EvaluationTests : IDisposable
         Assert.Equal("000", row[0]);
         Assert.Equal(0, double.Parse(row[1], System.Globalization.CultureInfo.InvariantCulture), 1e-9);
         Assert.True(double.Parse(row[2], System.Globalization.CultureInfo.InvariantCulture) > 0);
+        var dino = CliHarness.Run("evaluate", "--dataset-dir", dataset, "--outputs", elect, plain, "--seed", "1", "--metrics", "structure_distance_unedit_part",
+            "--dino-path", Path.Combine(AppContext.BaseDirectory, "Data", "dino-tiny"), "--result", csv, "--no-gallery", "--log-level", "warning");
+        Assert.True(dino.Code == 0, dino.Err);
+        Assert.Contains("structure_distance_unedit_part x10^3", dino.Out);
+        var drow = File.ReadAllLines(csv)[1].Split(',');
+        Assert.Equal(0, double.Parse(drow[1], System.Globalization.CultureInfo.InvariantCulture), 1e-12);
+        Assert.True(double.Parse(drow[2], System.Globalization.CultureInfo.InvariantCulture) > 0);
         var missing = CliHarness.Run("evaluate", "--dataset-dir", dataset, "--outputs", elect, "--metrics", "lpips", "--lpips-path", Path.Combine(_dir, "none"));
         Assert.Equal(1, missing.Code);
         Assert.StartsWith("elect: error: --lpips-path: folder", missing.Err);
@@ -344,5 +351,31 @@ public sealed class ClipVisionTests
             Assert.True(Math.Abs(cos - g[$"cos{k}"].item<double>()) <= 1e-6, $"cos {k}: {cos} vs {g[$"cos{k}"].item<double>()}");
             Assert.True(Math.Abs(clip.Score(image, prompts[k]) - g[$"score{k}"].item<double>()) <= 1e-4);
         }
+    }
+}
+
+/// <summary>DINO structure distance against scripts/goldens/make_dino_goldens.py (transformers' ViTModel, PnPInversion's formula).</summary>
+public sealed class StructureDistanceTests
+{
+    [Fact]
+    public void StructureDistanceMatchesTheReferenceWithItsQuirks()
+    {
+        TorchRuntime.Initialize();
+        var data = Path.Combine(AppContext.BaseDirectory, "Data");
+        var g = SafeTensors.Load(Path.Combine(data, "dino-tiny-golden.safetensors"));
+        using var sd = StructureDistance.Load(Path.Combine(data, "dino-tiny"));
+        Assert.Equal(2, sd.Layer);
+        using var s = ImageMetrics.ToUnit(new RgbImage(64, 64, g["src"].contiguous().data<byte>().ToArray()));
+        using var t = ImageMetrics.ToUnit(new RgbImage(64, 64, g["tgt"].contiguous().data<byte>().ToArray()));
+        var m = g["mask"].data<float>().ToArray();
+        var mask = new bool[64, 64];
+        for (int y = 0; y < 64; y++) for (int x = 0; x < 64; x++) mask[y, x] = m[y * 64 + x] > 0;
+        foreach (var (metric, key) in new[] { ("structure_distance", "sd.whole"), ("structure_distance_unedit_part", "sd.unedit") })
+        {
+            double expected = g[key].item<double>();
+            double actual = PieBenchMetrics.Compute(metric, s, t, mask, structureDistance: sd);
+            Assert.True(Math.Abs(actual - expected) <= 1e-7 + 1e-4 * Math.Abs(expected), $"{metric}: {actual} vs reference {expected}");
+        }
+        Assert.Equal(0, sd.Score(s, s), 1e-12);
     }
 }
