@@ -84,6 +84,7 @@ namespace Elect.Cli
 
             root.Add(BenchCommand.Build(stdout, stderr));
             root.Add(DownloadCommand.Build(stdout, stderr));
+            root.Add(EvaluateCommand.Build(stdout, stderr));
             return root;
         }
 

@@ -1,0 +1,357 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Elect.Datasets;
+using Elect.Evaluation;
+using Elect.Imaging;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using TorchSharp;
+
+namespace Elect.Runner;
+
+/// <summary>Settings of <c>elect evaluate</c>.</summary>
+public sealed record EvaluationOptions
+{
+    public required string DatasetDir { get; init; }
+
+    /// <summary>Output folders of dataset runs (one method each, named by the folder).</summary>
+    public required IReadOnlyList<string> Outputs { get; init; }
+
+    /// <summary>Metric names of <see cref="PieBenchMetrics"/>.</summary>
+    public required IReadOnlyList<string> Metrics { get; init; }
+
+    /// <summary>Seed whose output is evaluated for items whose report names no winner (a plain run), or that have no report.</summary>
+    public long? Seed { get; init; }
+
+    /// <summary>Only items whose <c>editing_type_id</c> is one of these (null: all).</summary>
+    public IReadOnlyList<string>? EditCategories { get; init; }
+
+    /// <summary>The per-item CSV; <c>evaluation_summary.json</c> is written beside it.</summary>
+    public required string ResultCsv { get; init; }
+
+    /// <summary>Called with one line per skipped item ("skip KEY (METHOD): reason"); default: a logged warning.</summary>
+    public Action<string>? OnSkip { get; init; }
+
+    public IPairMetric? Lpips { get; init; }
+    public ClipScore? Clip { get; init; }
+    public IPairMetric? StructureDistance { get; init; }
+}
+
+/// <summary>One item of a PIE-Bench-style dataset as the evaluation reads it.</summary>
+public sealed record EvaluationItem(string Key, string ImagePath, int[]? MaskRle, string? EditingTypeId, string OriginalPrompt, string EditingPrompt);
+
+/// <summary>What one method gave for one item.</summary>
+public sealed record MethodItemResult
+{
+    public string Method { get; init; } = "";
+
+    /// <summary>The evaluated output file (null when none could be chosen).</summary>
+    public string? File { get; init; }
+    public long? Seed { get; init; }
+
+    /// <summary>Metric → value (NaN: the reference's "nan"); empty when skipped.</summary>
+    public IReadOnlyDictionary<string, double> Values { get; init; } = new Dictionary<string, double>();
+
+    /// <summary>Why this item was not evaluated for this method (null: evaluated).</summary>
+    public string? Skipped { get; init; }
+
+    /// <summary>The item's report in the method's folder, when there is one.</summary>
+    [JsonIgnore]
+    public EditReport? Report { get; init; }
+}
+
+/// <summary>One item and every method's result.</summary>
+public sealed record ItemEvaluation
+{
+    public EvaluationItem Item { get; init; } = new("", "", null, null, "", "");
+    public IReadOnlyList<MethodItemResult> Methods { get; init; } = [];
+}
+
+/// <summary>The mean of one metric over the items that have a number for it.</summary>
+public sealed record MetricMean
+{
+    public string Metric { get; init; } = "";
+    public double? Mean { get; init; }
+
+    /// <summary>The mean times the paper's table factor (<see cref="PieBenchMetrics.TableScale"/>).</summary>
+    public double? Table { get; init; }
+    public double Scale { get; init; }
+    public int Count { get; init; }
+    public int Nan { get; init; }
+}
+
+/// <summary>One method's row of the summary.</summary>
+public sealed record MethodSummary
+{
+    public string Method { get; init; } = "";
+    public string Folder { get; init; } = "";
+    public int Evaluated { get; init; }
+    public int Skipped { get; init; }
+    public IReadOnlyList<MetricMean> Metrics { get; init; } = [];
+}
+
+/// <summary>An item a method could not be evaluated on, and why.</summary>
+public sealed record EvaluationSkip
+{
+    public string Key { get; init; } = "";
+    public string Method { get; init; } = "";
+    public string Reason { get; init; } = "";
+}
+
+/// <summary><c>evaluation_summary.json</c>.</summary>
+public sealed record EvaluationSummary
+{
+    public string Dataset { get; init; } = "";
+    public IReadOnlyList<string>? EditCategories { get; init; }
+    public int Items { get; init; }
+    public IReadOnlyList<string> MetricNames { get; init; } = [];
+    public IReadOnlyList<MethodSummary> Methods { get; init; } = [];
+    public IReadOnlyList<EvaluationSkip> Skips { get; init; } = [];
+}
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = true,
+    NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals)]
+[JsonSerializable(typeof(EvaluationSummary))]
+internal sealed partial class EvaluationJsonContext : JsonSerializerContext;
+
+/// <summary>
+/// <c>elect evaluate</c>: PIE-Bench's evaluation (cure-lab/PnPInversion evaluation/evaluate.py) over the output
+/// folders of dataset runs. Per item and method, the evaluated file is the winner its report names
+/// (<c>best_seed</c>), else the one seed of a plain report, else <see cref="EvaluationOptions.Seed"/>. A missing or
+/// unreadable output, or one of another size than the source, is skipped with a warning line naming item, method and
+/// reason; the run goes on. Writes the per-item CSV (the reference's columns: <c>file_id</c>, then
+/// <c>{method}|{metric}</c>; <c>nan</c> as it writes it, an empty cell for a skipped item) and the summary.
+/// </summary>
+public static class DatasetEvaluation
+{
+    public const string SummaryFile = "evaluation_summary.json";
+
+    /// <summary>Reads <c>mapping_file.json</c> (or a generic <c>dataset.json</c>) with the fields the evaluation needs.</summary>
+    public static (IReadOnlyList<EvaluationItem> Items, IReadOnlyList<EditDataset.BadEntry> Bad) LoadItems(string datasetDir)
+    {
+        var (items, bad, format) = EditDataset.Load(datasetDir);
+        var file = Path.Combine(datasetDir, format == "pie-bench" ? EditDataset.PieBenchFile : EditDataset.GenericFile);
+        using var doc = JsonDocument.Parse(File.ReadAllText(file));
+        var result = new List<EvaluationItem>();
+        foreach (var item in items)
+        {
+            var e = doc.RootElement.GetProperty(item.Key);
+            string? Str(string name) => e.TryGetProperty(name, out var v) ? v.ValueKind switch
+            {
+                JsonValueKind.String => v.GetString(),
+                JsonValueKind.Number => v.GetRawText(),
+                _ => null,
+            } : null;
+            result.Add(new EvaluationItem(item.Key, item.ImagePath, item.MaskRle, Str("editing_type_id"),
+                StripBrackets(Str("original_prompt") ?? ""), StripBrackets(Str("editing_prompt") ?? item.Instruction)));
+        }
+        return (result, bad);
+    }
+
+    /// <summary>The reference's <c>.replace("[", "").replace("]", "")</c>.</summary>
+    public static string StripBrackets(string prompt) => prompt.Replace("[", "").Replace("]", "");
+
+    /// <summary>Method names: each folder's name, made unique with a suffix.</summary>
+    public static IReadOnlyList<string> MethodNames(IReadOnlyList<string> folders)
+    {
+        var names = new List<string>();
+        foreach (var f in folders)
+        {
+            var name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(f)));
+            if (name.Length == 0) name = "output";
+            var unique = name;
+            for (int i = 2; names.Contains(unique); i++) unique = $"{name}-{i}";
+            names.Add(unique);
+        }
+        return names;
+    }
+
+    /// <summary>Runs the evaluation; never throws for a bad item (it is skipped and listed).</summary>
+    public static (IReadOnlyList<ItemEvaluation> Items, EvaluationSummary Summary) Run(EvaluationOptions o, ILogger? logger = null)
+    {
+        var log = logger ?? NullLogger.Instance;
+        foreach (var m in o.Metrics)
+            if (!PieBenchMetrics.All.Contains(m)) throw new ArgumentException($"unknown metric '{m}' (known: {string.Join(", ", PieBenchMetrics.All)})");
+        foreach (var f in o.Outputs)
+            if (!Directory.Exists(f)) throw new DirectoryNotFoundException($"output folder not found: {f}");
+        var (all, bad) = LoadItems(o.DatasetDir);
+        var onSkip = o.OnSkip ?? (line => log.LogWarning("{Line}", line));
+        foreach (var b in bad) onSkip($"skip {b.Key}: malformed dataset entry ({b.Error})");
+        var items = o.EditCategories is { } cats ? all.Where(i => i.EditingTypeId is { } t && cats.Contains(t)).ToList() : all.ToList();
+        var methods = MethodNames(o.Outputs);
+        var results = new List<ItemEvaluation>();
+        var skips = new List<EvaluationSkip>();
+        var csv = new StringBuilder();
+        csv.Append("file_id");
+        foreach (var m in methods) foreach (var metric in o.Metrics) csv.Append(',').Append(CsvField($"{m}|{metric}"));
+        csv.Append('\n');
+        for (int n = 0; n < items.Count; n++)
+        {
+            var item = items[n];
+            log.LogInformation("item {Index}/{Count}: evaluating {Key}", n + 1, items.Count, item.Key);
+            RgbImage? source = null;
+            string? sourceError = null;
+            try { source = RgbImage.Load(item.ImagePath); }
+            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or ArgumentException or InvalidOperationException)
+            { sourceError = $"source image unreadable: {e.Message}"; }
+            bool[,]? mask = null;
+            if (item.MaskRle is { } rle)
+            {
+                try { mask = PieBenchMetrics.Mask(rle); }
+                catch (ArgumentException e) { sourceError ??= $"bad mask: {e.Message}"; }
+            }
+            var perMethod = new List<MethodItemResult>();
+            for (int k = 0; k < methods.Count; k++)
+            {
+                var r = EvaluateOne(item, source, sourceError, mask, o.Outputs[k], methods[k], o);
+                if (r.Skipped is { } why)
+                {
+                    onSkip($"skip {item.Key} ({methods[k]}): {why}");
+                    skips.Add(new EvaluationSkip { Key = item.Key, Method = methods[k], Reason = why });
+                }
+                perMethod.Add(r);
+            }
+            results.Add(new ItemEvaluation { Item = item, Methods = perMethod });
+            csv.Append(CsvField(item.Key));
+            foreach (var r in perMethod)
+                foreach (var metric in o.Metrics)
+                    csv.Append(',').Append(r.Values.TryGetValue(metric, out var v) ? FormatValue(v) : "");
+            csv.Append('\n');
+        }
+        WriteAtomically(o.ResultCsv, csv.ToString());
+        var summary = new EvaluationSummary
+        {
+            Dataset = o.DatasetDir,
+            EditCategories = o.EditCategories,
+            Items = items.Count,
+            MetricNames = o.Metrics.ToArray(),
+            Methods = methods.Select((m, k) => Summarise(m, o.Outputs[k], results.Select(r => r.Methods[k]).ToList(), o.Metrics)).ToArray(),
+            Skips = skips,
+        };
+        WriteAtomically(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(o.ResultCsv))!, SummaryFile), ToJson(summary) + "\n");
+        return (results, summary);
+    }
+
+    private static MethodItemResult EvaluateOne(EvaluationItem item, RgbImage? source, string? sourceError, bool[,]? mask,
+                                                string folder, string method, EvaluationOptions o)
+    {
+        EditReport? report = null;
+        var reportPath = Path.Combine(folder, DatasetRunner.ItemReportFile(item.Key));
+        if (File.Exists(reportPath))
+        {
+            try { report = JsonFiles.FromJsonObject<EditReport>(File.ReadAllText(reportPath)); }
+            catch (Exception e) when (e is JsonException or IOException)
+            { return new MethodItemResult { Method = method, Skipped = $"report {reportPath} unreadable ({e.Message})" }; }
+        }
+        long? seed = report?.BestSeed ?? o.Seed ?? (report is { Candidates.Count: 1 } ? report.Candidates[0].Seed : null);
+        MethodItemResult Skip(string why, string? file = null) => new() { Method = method, Skipped = why, File = file, Seed = seed, Report = report };
+        if (seed is null)
+            return Skip(report is null
+                ? $"no {DatasetRunner.ItemReportFile(item.Key)} in {folder} (pass --seed S for a folder of plain outputs)"
+                : $"the report names no winner and {report.Candidates.Count} seeds (pass --seed S)");
+        var file = Path.Combine(folder, EditOutputs.OutputFile(item.Key, seed.Value));
+        if (sourceError is not null) return Skip(sourceError, file);
+        if (!File.Exists(file)) return Skip($"output {file} is missing", file);
+        RgbImage target;
+        try { target = RgbImage.Load(file); }
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or ArgumentException or InvalidOperationException)
+        { return Skip($"output {file} unreadable: {e.Message}", file); }
+        if (target.Width != target.Height && target.Width >= source!.Width && target.Height >= source.Height)
+            target = Crop(target, target.Width - source.Width, target.Height - source.Height, source.Width, source.Height);   // the reference's crop of side-by-side outputs
+        if (target.Width != source!.Width || target.Height != source.Height)
+            return Skip($"output {file} is {target.Width}x{target.Height}, the source {source.Width}x{source.Height}", file);
+        try
+        {
+            using var scope = torch.NewDisposeScope();
+            var s = ImageMetrics.ToUnit(source);
+            var t = ImageMetrics.ToUnit(target);
+            var values = new Dictionary<string, double>();
+            foreach (var metric in o.Metrics)
+                values[metric] = PieBenchMetrics.ClipMetrics.Contains(metric)
+                    ? PieBenchMetrics.ComputeClip(metric, o.Clip ?? throw new ArgumentException($"metric '{metric}' needs the CLIP model"),
+                                                  source, target, mask, item.OriginalPrompt, item.EditingPrompt)
+                    : PieBenchMetrics.Compute(metric, s, t, mask, o.Lpips, o.StructureDistance);
+            return new MethodItemResult { Method = method, File = file, Seed = seed, Values = values, Report = report };
+        }
+        catch (ArgumentException e) { return Skip(e.Message, file); }
+    }
+
+    private static RgbImage Crop(RgbImage image, int left, int top, int width, int height)
+    {
+        var r = new RgbImage(width, height);
+        for (int y = 0; y < height; y++)
+            Array.Copy(image.Data, ((top + y) * image.Width + left) * 3, r.Data, y * width * 3, width * 3);
+        return r;
+    }
+
+    private static MethodSummary Summarise(string method, string folder, IReadOnlyList<MethodItemResult> rs, IReadOnlyList<string> metrics) => new()
+    {
+        Method = method,
+        Folder = folder,
+        Evaluated = rs.Count(r => r.Skipped is null),
+        Skipped = rs.Count(r => r.Skipped is not null),
+        Metrics = metrics.Select(m =>
+        {
+            var vals = rs.Where(r => r.Skipped is null).Select(r => r.Values[m]).ToList();
+            var finite = vals.Where(v => !double.IsNaN(v)).ToList();
+            double? mean = finite.Count == 0 ? null : finite.Average();
+            double scale = PieBenchMetrics.TableScale(m);
+            return new MetricMean { Metric = m, Mean = mean, Table = mean * scale, Scale = scale, Count = finite.Count, Nan = vals.Count - finite.Count };
+        }).ToArray(),
+    };
+
+    /// <summary>The summary as a Markdown table: one row per method, the paper's scaling in the headers.</summary>
+    public static string Table(EvaluationSummary s)
+    {
+        var sb = new StringBuilder();
+        sb.Append("| method | items |");
+        foreach (var m in s.MetricNames)
+        {
+            double scale = PieBenchMetrics.TableScale(m);
+            sb.Append(' ').Append(m).Append(scale == 1 ? "" : $" x10^{Math.Log10(scale):0}").Append(" |");
+        }
+        sb.Append('\n').Append("| --- | --- |").Append(string.Concat(s.MetricNames.Select(_ => " --- |"))).Append('\n');
+        foreach (var row in s.Methods)
+        {
+            sb.Append("| ").Append(row.Method).Append(" | ").Append(row.Evaluated).Append(row.Skipped > 0 ? $" ({row.Skipped} skipped)" : "").Append(" |");
+            foreach (var m in row.Metrics) sb.Append(' ').Append(TableValue(m.Table)).Append(" |");
+            sb.Append('\n');
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>A table cell: two decimals, <c>inf</c>, or <c>-</c> for no value.</summary>
+    public static string TableValue(double? v) => v switch
+    {
+        null => "-",
+        double.PositiveInfinity => "inf",
+        double.NegativeInfinity => "-inf",
+        { } x => x.ToString("0.00", CultureInfo.InvariantCulture),
+    };
+
+    /// <summary>A value as the reference's CSV has it: <c>nan</c>, <c>inf</c>, or the shortest round-trip decimal.</summary>
+    public static string FormatValue(double v) =>
+        double.IsNaN(v) ? "nan" : double.IsPositiveInfinity(v) ? "inf" : double.IsNegativeInfinity(v) ? "-inf" : v.ToString("R", CultureInfo.InvariantCulture);
+
+    private static string CsvField(string s) =>
+        s.IndexOfAny([',', '"', '\n', '\r']) < 0 ? s : "\"" + s.Replace("\"", "\"\"") + "\"";
+
+    private static readonly JsonSerializerOptions JsonOptions = new(EvaluationJsonContext.Default.Options)
+    {
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    public static string ToJson(EvaluationSummary s) =>
+        JsonSerializer.Serialize(s, (System.Text.Json.Serialization.Metadata.JsonTypeInfo<EvaluationSummary>)JsonOptions.GetTypeInfo(typeof(EvaluationSummary)));
+
+    private static void WriteAtomically(string path, string text)
+    {
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
+        var tmp = path + ".tmp";
+        File.WriteAllText(tmp, text);
+        File.Move(tmp, path, overwrite: true);
+    }
+}
