@@ -1,4 +1,5 @@
 using Elect.Modeling;
+using Elect.Models.Blocks;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -65,49 +66,6 @@ public sealed record ClipTextConfig(
     }
 }
 
-/// <summary>Activation functions named as in transformers' <c>ACT2FN</c>.</summary>
-internal static class Activations
-{
-    private static readonly string[] Known = ["quick_gelu", "gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "silu", "swish"];
-
-    public static void Check(string name, string source, string key)
-    {
-        if (!Known.Contains(name))
-            throw new InvalidDataException($"{source}: {key} '{name}' is not supported (expected one of {string.Join(", ", Known)})");
-    }
-
-    public static Tensor Apply(string name, Tensor x)
-    {
-        switch (name)
-        {
-            case "quick_gelu":
-                {
-                    using var s = torch.sigmoid(x * 1.702);
-                    return x * s;
-                }
-            case "gelu":
-                return nn.functional.gelu(x);
-            case "gelu_new" or "gelu_pytorch_tanh" or "gelu_fast":
-                return GeluTanh(x);
-            case "relu":
-                return nn.functional.relu(x);
-            case "silu" or "swish":
-                return nn.functional.silu(x);
-            default:
-                throw new ArgumentException($"unsupported activation '{name}'");
-        }
-    }
-
-    /// <summary>transformers' <c>NewGELUActivation</c>: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))).</summary>
-    public static Tensor GeluTanh(Tensor x)
-    {
-        using var scope = torch.NewDisposeScope();
-        var inner = (x + torch.pow(x, 3.0) * 0.044715) * Math.Sqrt(2.0 / Math.PI);
-        var y = x * 0.5 * (torch.tanh(inner) + 1.0);
-        return y.MoveToOuterDisposeScope();
-    }
-}
-
 internal sealed class ClipTextEmbeddings : nn.Module<Tensor, Tensor>
 {
     private readonly Embedding token_embedding;
@@ -134,94 +92,6 @@ internal sealed class ClipTextEmbeddings : nn.Module<Tensor, Tensor>
     }
 }
 
-internal sealed class ClipAttention : nn.Module<Tensor, Tensor>
-{
-    private readonly Linear q_proj, k_proj, v_proj, out_proj;
-    private readonly int _heads, _headDim;
-
-    public ClipAttention(ClipTextConfig cfg, Device device, ScalarType dtype) : base(nameof(ClipAttention))
-    {
-        int d = cfg.HiddenSize;
-        _heads = cfg.NumAttentionHeads;
-        _headDim = d / _heads;
-        q_proj = nn.Linear(d, d, device: device, dtype: dtype);
-        k_proj = nn.Linear(d, d, device: device, dtype: dtype);
-        v_proj = nn.Linear(d, d, device: device, dtype: dtype);
-        out_proj = nn.Linear(d, d, device: device, dtype: dtype);
-        RegisterComponents();
-    }
-
-    /// <summary>Causal self-attention over [B, L, D].</summary>
-    public override Tensor forward(Tensor x)
-    {
-        using var scope = torch.NewDisposeScope();
-        long b = x.shape[0], l = x.shape[1];
-        Tensor Heads(Linear proj) => proj.forward(x).view(b, l, _heads, _headDim).transpose(1, 2);
-        var o = nn.functional.scaled_dot_product_attention(Heads(q_proj), Heads(k_proj), Heads(v_proj), is_casual: true);
-        o = o.transpose(1, 2).reshape(b, l, _heads * _headDim);
-        return out_proj.forward(o).MoveToOuterDisposeScope();
-    }
-}
-
-internal sealed class ClipMlp : nn.Module<Tensor, Tensor>
-{
-    private readonly Linear fc1, fc2;
-    private readonly string _act;
-
-    public ClipMlp(ClipTextConfig cfg, Device device, ScalarType dtype) : base(nameof(ClipMlp))
-    {
-        fc1 = nn.Linear(cfg.HiddenSize, cfg.IntermediateSize, device: device, dtype: dtype);
-        fc2 = nn.Linear(cfg.IntermediateSize, cfg.HiddenSize, device: device, dtype: dtype);
-        _act = cfg.HiddenAct;
-        RegisterComponents();
-    }
-
-    public override Tensor forward(Tensor x)
-    {
-        using var h = fc1.forward(x);
-        using var a = Activations.Apply(_act, h);
-        return fc2.forward(a);
-    }
-}
-
-internal sealed class ClipEncoderLayer : nn.Module<Tensor, Tensor>
-{
-    private readonly LayerNorm layer_norm1, layer_norm2;
-    private readonly ClipAttention self_attn;
-    private readonly ClipMlp mlp;
-
-    public ClipEncoderLayer(ClipTextConfig cfg, Device device, ScalarType dtype) : base(nameof(ClipEncoderLayer))
-    {
-        layer_norm1 = nn.LayerNorm(cfg.HiddenSize, cfg.LayerNormEps, device: device, dtype: dtype);
-        self_attn = new ClipAttention(cfg, device, dtype);
-        layer_norm2 = nn.LayerNorm(cfg.HiddenSize, cfg.LayerNormEps, device: device, dtype: dtype);
-        mlp = new ClipMlp(cfg, device, dtype);
-        RegisterComponents();
-    }
-
-    public override Tensor forward(Tensor x)
-    {
-        using var scope = torch.NewDisposeScope();
-        var h = x + self_attn.forward(layer_norm1.forward(x));
-        h = h + mlp.forward(layer_norm2.forward(h));
-        return h.MoveToOuterDisposeScope();
-    }
-}
-
-internal sealed class ClipEncoder : nn.Module
-{
-    private readonly ModuleList<ClipEncoderLayer> layers;
-
-    public ClipEncoder(ClipTextConfig cfg, Device device, ScalarType dtype) : base(nameof(ClipEncoder))
-    {
-        layers = new ModuleList<ClipEncoderLayer>();
-        for (int i = 0; i < cfg.NumHiddenLayers; i++) layers.Add(new ClipEncoderLayer(cfg, device, dtype));
-        RegisterComponents();
-    }
-
-    public ModuleList<ClipEncoderLayer> Layers => layers;
-}
-
 internal sealed class ClipTextTransformer : nn.Module
 {
     private readonly ClipTextEmbeddings embeddings;
@@ -231,7 +101,8 @@ internal sealed class ClipTextTransformer : nn.Module
     public ClipTextTransformer(ClipTextConfig cfg, Device device, ScalarType dtype) : base(nameof(ClipTextTransformer))
     {
         embeddings = new ClipTextEmbeddings(cfg, device, dtype);
-        encoder = new ClipEncoder(cfg, device, dtype);
+        encoder = new ClipEncoder(new ClipEncoderShape(cfg.HiddenSize, cfg.NumAttentionHeads, cfg.IntermediateSize, cfg.HiddenAct,
+            cfg.LayerNormEps, cfg.NumHiddenLayers, Causal: true), device, dtype);
         final_layer_norm = nn.LayerNorm(cfg.HiddenSize, cfg.LayerNormEps, device: device, dtype: dtype);
         RegisterComponents();
     }

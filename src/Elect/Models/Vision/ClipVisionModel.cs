@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Elect.Modeling;
+using Elect.Models.Blocks;
 using Elect.Models.TextEncoders;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -79,106 +80,19 @@ internal sealed class ClipVisionEmbeddings : nn.Module<Tensor, Tensor>
     }
 }
 
-internal sealed class ClipVisionAttention : nn.Module<Tensor, Tensor>
-{
-    private readonly Linear q_proj, k_proj, v_proj, out_proj;
-    private readonly int _heads, _headDim;
-
-    public ClipVisionAttention(ClipVisionConfig cfg, Device device, ScalarType dtype) : base(nameof(ClipVisionAttention))
-    {
-        int d = cfg.HiddenSize;
-        _heads = cfg.NumAttentionHeads;
-        _headDim = d / _heads;
-        q_proj = nn.Linear(d, d, device: device, dtype: dtype);
-        k_proj = nn.Linear(d, d, device: device, dtype: dtype);
-        v_proj = nn.Linear(d, d, device: device, dtype: dtype);
-        out_proj = nn.Linear(d, d, device: device, dtype: dtype);
-        RegisterComponents();
-    }
-
-    /// <summary>Full (non-causal) self-attention over [B, L, D].</summary>
-    public override Tensor forward(Tensor x)
-    {
-        using var scope = torch.NewDisposeScope();
-        long b = x.shape[0], l = x.shape[1];
-        Tensor Heads(Linear proj) => proj.forward(x).view(b, l, _heads, _headDim).transpose(1, 2);
-        var o = nn.functional.scaled_dot_product_attention(Heads(q_proj), Heads(k_proj), Heads(v_proj));
-        o = o.transpose(1, 2).reshape(b, l, _heads * _headDim);
-        return out_proj.forward(o).MoveToOuterDisposeScope();
-    }
-}
-
-internal sealed class ClipVisionMlp : nn.Module<Tensor, Tensor>
-{
-    private readonly Linear fc1, fc2;
-    private readonly string _act;
-
-    public ClipVisionMlp(ClipVisionConfig cfg, Device device, ScalarType dtype) : base(nameof(ClipVisionMlp))
-    {
-        fc1 = nn.Linear(cfg.HiddenSize, cfg.IntermediateSize, device: device, dtype: dtype);
-        fc2 = nn.Linear(cfg.IntermediateSize, cfg.HiddenSize, device: device, dtype: dtype);
-        _act = cfg.HiddenAct;
-        RegisterComponents();
-    }
-
-    public override Tensor forward(Tensor x)
-    {
-        using var h = fc1.forward(x);
-        using var a = Activations.Apply(_act, h);
-        return fc2.forward(a);
-    }
-}
-
-internal sealed class ClipVisionLayer : nn.Module<Tensor, Tensor>
-{
-    private readonly LayerNorm layer_norm1, layer_norm2;
-    private readonly ClipVisionAttention self_attn;
-    private readonly ClipVisionMlp mlp;
-
-    public ClipVisionLayer(ClipVisionConfig cfg, Device device, ScalarType dtype) : base(nameof(ClipVisionLayer))
-    {
-        layer_norm1 = nn.LayerNorm(cfg.HiddenSize, cfg.LayerNormEps, device: device, dtype: dtype);
-        self_attn = new ClipVisionAttention(cfg, device, dtype);
-        layer_norm2 = nn.LayerNorm(cfg.HiddenSize, cfg.LayerNormEps, device: device, dtype: dtype);
-        mlp = new ClipVisionMlp(cfg, device, dtype);
-        RegisterComponents();
-    }
-
-    public override Tensor forward(Tensor x)
-    {
-        using var scope = torch.NewDisposeScope();
-        var h = x + self_attn.forward(layer_norm1.forward(x));
-        h = h + mlp.forward(layer_norm2.forward(h));
-        return h.MoveToOuterDisposeScope();
-    }
-}
-
-internal sealed class ClipVisionEncoder : nn.Module
-{
-    private readonly ModuleList<ClipVisionLayer> layers;
-
-    public ClipVisionEncoder(ClipVisionConfig cfg, Device device, ScalarType dtype) : base(nameof(ClipVisionEncoder))
-    {
-        layers = new ModuleList<ClipVisionLayer>();
-        for (int i = 0; i < cfg.NumHiddenLayers; i++) layers.Add(new ClipVisionLayer(cfg, device, dtype));
-        RegisterComponents();
-    }
-
-    public ModuleList<ClipVisionLayer> Layers => layers;
-}
-
 internal sealed class ClipVisionTransformer : nn.Module
 {
     private readonly ClipVisionEmbeddings embeddings;
     private readonly LayerNorm pre_layrnorm;   // transformers' spelling
-    private readonly ClipVisionEncoder encoder;
+    private readonly ClipEncoder encoder;
     private readonly LayerNorm post_layernorm;
 
     public ClipVisionTransformer(ClipVisionConfig cfg, Device device, ScalarType dtype) : base(nameof(ClipVisionTransformer))
     {
         embeddings = new ClipVisionEmbeddings(cfg, device, dtype);
         pre_layrnorm = nn.LayerNorm(cfg.HiddenSize, cfg.LayerNormEps, device: device, dtype: dtype);
-        encoder = new ClipVisionEncoder(cfg, device, dtype);
+        encoder = new ClipEncoder(new ClipEncoderShape(cfg.HiddenSize, cfg.NumAttentionHeads, cfg.IntermediateSize, cfg.HiddenAct,
+            cfg.LayerNormEps, cfg.NumHiddenLayers, Causal: false), device, dtype);
         post_layernorm = nn.LayerNorm(cfg.HiddenSize, cfg.LayerNormEps, device: device, dtype: dtype);
         RegisterComponents();
     }
