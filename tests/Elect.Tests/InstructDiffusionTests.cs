@@ -339,12 +339,7 @@ public sealed class InstructDiffusionTests(Xunit.Abstractions.ITestOutputHelper 
                 using var condition = editor.Model.Prepare(input, Prompt);
                 using var plain = editor.Engine.RunPlain(condition, [4], new EditOptions { InferenceSteps = 3 });
             }
-            Once(0);
-            long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-            Once(1);
-            Once(2);
-            long after = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-            Assert.True(after == before, $"{after - before} tensors left alive by 2 edits");
+            LeakCheck.NoTensorsLeftAlive(Once, 2);
         }
         finally
         {

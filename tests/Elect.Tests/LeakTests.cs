@@ -32,11 +32,7 @@ public sealed class LeakTests : IDisposable
             using var result = editor.Edit(input, "Replace the cat with a bear", [1, 2, 3], options, selection);
             EditOutputs.Write(_tmp, $"item{k}", input, result);
         }
-        EditOnce(0);
-        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-        for (int k = 1; k <= 3; k++) EditOnce(k);
-        long after = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-        Assert.True(after == before, $"{after - before} tensors left alive by 3 edits");
+        LeakCheck.NoTensorsLeftAlive(EditOnce, 3);
     }
 
     [SkippableFact]
@@ -45,17 +41,12 @@ public sealed class LeakTests : IDisposable
         using var editor = Ip2pPipelineTests.LoadTiny();
         var input = Ip2pPipelineTests.Input("ip2p-input.png", 128);
         var engine = new ElectEngine(editor.Model);
-        void Once()
+        void Once(int _)
         {
             using var condition = editor.Model.Prepare(input, "Replace the cat with a bear");
             using var result = engine.RunElect(condition, [1, 2], new EditOptions { InferenceSteps = 4 }, new SelectionOptions { StoppingStep = 2, LastMaskStep = 1 });
         }
-        Once();
-        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-        Once();
-        Once();
-        long after = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-        Assert.True(after == before, $"{after - before} tensors left alive");
+        LeakCheck.NoTensorsLeftAlive(Once, 2);
     }
 
     /// <summary>

@@ -260,19 +260,14 @@ public sealed class StrategyTests(Xunit.Abstractions.ITestOutputHelper output) :
             LastMaskStep = 2, PruneAt = [3], AutoStop = true, AutoStopInterval = 1, AutoStopPatience = 2, AutoStopMargin = 0, AutoStopMaxStep = 6,
             KnownMask = new KnownMask(128, 128, half),
         };
-        void Once()
+        void Once(int _)
         {
             using var condition = editor.Model.Prepare(input, Prompt);
             using var result = engine.RunElect(condition, [1, 2, 3, 4], new EditOptions { InferenceSteps = 8 }, selection);
             Assert.Equal(3, result.StoppingStep);   // checks at 2 and 3, the same leader (patience 2, margin 0)
             Assert.Equal(4 * 3 + 5, result.ModelEvaluations);
         }
-        Once();
-        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-        Once();
-        Once();
-        long after = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-        Assert.True(after == before, $"{after - before} tensors left alive");
+        LeakCheck.NoTensorsLeftAlive(Once, 2);
     }
 
     [SkippableFact]

@@ -2,6 +2,7 @@ using Elect.Cli;
 using Elect.Imaging;
 using Elect.Pipelines;
 using Elect.Schedulers;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Elect.Tests;
@@ -35,4 +36,21 @@ internal abstract class DelegatingModel(EditingModel inner, ScalarType? declared
     public override Tensor Forward(EditCondition condition, Tensor modelInput, Tensor timestep) => inner.Forward(condition, modelInput, timestep);
     public override Tensor DecodeLatents(Tensor latents) => inner.DecodeLatents(latents);
     protected override void Dispose(bool disposing) { }   // the inner model belongs to the test
+}
+
+/// <summary>Leak checks by TorchSharp's live-tensor count (device-independent).</summary>
+internal static class LeakCheck
+{
+    /// <summary>
+    /// Runs <paramref name="once"/>(0) as a warm-up (caches, lazily built conditioning), then
+    /// <paramref name="repeats"/> more times, and asserts the live-tensor count did not change across those.
+    /// </summary>
+    public static void NoTensorsLeftAlive(Action<int> once, int repeats)
+    {
+        once(0);
+        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        for (int k = 1; k <= repeats; k++) once(k);
+        long after = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        Xunit.Assert.True(after == before, $"{after - before} tensors left alive by {repeats} edits");
+    }
 }
