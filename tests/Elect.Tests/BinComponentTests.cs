@@ -15,11 +15,7 @@ public sealed class BinComponentTests
 {
     public BinComponentTests() => TorchRuntime.Initialize();
 
-    private static string Dir(string component, string format)
-    {
-        var pickle = PickleData.Dir;   // tests/Elect.Tests/Data/pickle
-        return Path.Combine(Path.GetDirectoryName(pickle)!, "bin-components", component, format);
-    }
+    private static string Dir(string component, string format) => Repo.Data("bin-components", component, format);
 
     private static void SameWeights(Dictionary<string, Tensor> a, Dictionary<string, Tensor> b)
     {

@@ -22,12 +22,6 @@ public sealed class DemoTests : IDisposable
         try { Directory.Delete(_dir, true); } catch (IOException) { }
     }
 
-    private static string RepoRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "Elect.sln"))) return d.FullName;
-        throw new DirectoryNotFoundException("no Elect.sln above " + AppContext.BaseDirectory);
-    }
 
     /// <summary>Splits a shell command line (double quotes only, as the README uses).</summary>
     private static string[] ShellWords(string line) =>
@@ -57,7 +51,7 @@ public sealed class DemoTests : IDisposable
         // a fresh clone: the committed sample image, nothing beside the folder
         var clone = Path.Combine(_dir, "clone");
         Directory.CreateDirectory(Path.Combine(clone, "images"));
-        File.Copy(Path.Combine(RepoRoot(), "images", "sample.png"), Path.Combine(clone, "images", "sample.png"));
+        File.Copy(Path.Combine(Repo.Root, "images", "sample.png"), Path.Combine(clone, "images", "sample.png"));
         var start = new ProcessStartInfo("dotnet") { WorkingDirectory = clone, RedirectStandardOutput = true, RedirectStandardError = true };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "elect.dll"));
         foreach (var a in args) start.ArgumentList.Add(a);

@@ -19,13 +19,7 @@ namespace Elect.Tests;
 /// </summary>
 public static class IdiffData
 {
-    private static readonly Lazy<string> DirLazy = new(() =>
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Elect.sln")))
-                return Path.Combine(dir.FullName, "tests", "Elect.Tests", "Data", "instructdiffusion-tiny");
-        throw new DirectoryNotFoundException("repository root (Elect.sln) not found above the test binaries");
-    });
+    private static readonly Lazy<string> DirLazy = new(() => Repo.Data("instructdiffusion-tiny"));
 
     private static readonly Lazy<Dictionary<string, Tensor>> GoldenLazy = new(() =>
     {

@@ -31,16 +31,7 @@ public sealed class PublishedSizeTests(ITestOutputHelper output)
     /// <summary>max |diff| allowed, relative to max |expected| of each tensor (float32 on both sides).</summary>
     private const double RelTol = 1e-4;
 
-    internal static string DataDir
-    {
-        get
-        {
-            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
-                if (File.Exists(Path.Combine(dir.FullName, "Elect.sln")))
-                    return Path.Combine(dir.FullName, "tests", "Elect.Tests", "Data");
-            throw new DirectoryNotFoundException($"no Elect.sln above {AppContext.BaseDirectory}: cannot find tests/Elect.Tests/Data");
-        }
-    }
+    internal static string DataDir => Repo.Data();
 
     internal static string ConfigsDir => Path.Combine(DataDir, "published-configs");
 

@@ -54,3 +54,19 @@ internal static class LeakCheck
         Xunit.Assert.True(after == before, $"{after - before} tensors left alive by {repeats} edits");
     }
 }
+
+/// <summary>The repository the tests run from (the folder holding Elect.sln above the test binaries).</summary>
+internal static class Repo
+{
+    private static readonly Lazy<string> RootLazy = new(() =>
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Elect.sln"))) return dir.FullName;
+        throw new DirectoryNotFoundException($"repository root (Elect.sln) not found above the test binaries ({AppContext.BaseDirectory})");
+    });
+
+    public static string Root => RootLazy.Value;
+
+    /// <summary>The committed test data folder, tests/Elect.Tests/Data, or a path below it.</summary>
+    public static string Data(params string[] parts) => Path.Combine([Root, "tests", "Elect.Tests", "Data", .. parts]);
+}

@@ -17,15 +17,7 @@ namespace Elect.Tests;
 /// </summary>
 internal static class PickleData
 {
-    public static readonly string Dir = Find();
-
-    private static string Find()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
-            if (System.IO.File.Exists(Path.Combine(dir.FullName, "Elect.sln")))
-                return Path.Combine(dir.FullName, "tests", "Elect.Tests", "Data", "pickle");
-        throw new DirectoryNotFoundException("repository root (Elect.sln) not found above the test binaries");
-    }
+    public static readonly string Dir = Repo.Data("pickle");
 
     public static string File(string name) => Path.Combine(Dir, name);
 
