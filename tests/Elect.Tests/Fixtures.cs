@@ -29,13 +29,8 @@ public static class Fixtures
         var env = Environment.GetEnvironmentVariable("ELECT_FIXTURES");
         if (!string.IsNullOrWhiteSpace(env))
             return File.Exists(Path.Combine(env, "golden.safetensors")) ? Path.GetFullPath(env) : null;
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
-        {
-            if (!File.Exists(Path.Combine(dir.FullName, "Elect.sln"))) continue;
-            var candidate = Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared", "fixtures"));
-            return File.Exists(Path.Combine(candidate, "golden.safetensors")) ? candidate : null;
-        }
-        return null;
+        var candidate = Path.GetFullPath(Path.Combine(Repo.Root, "..", "shared", "fixtures"));
+        return File.Exists(Path.Combine(candidate, "golden.safetensors")) ? candidate : null;
     }
 
     /// <summary>The fixtures folder; skips the calling test when it is not there.</summary>
