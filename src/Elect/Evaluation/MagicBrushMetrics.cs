@@ -124,6 +124,9 @@ public sealed class MagicBrushClip : IDisposable
         return new MagicBrushClip(vision, text, tokenizerDir ?? dir);
     }
 
+    /// <summary>Loads the tokenizer now (CLIP-T needs it), so that a folder without its files fails before any item is evaluated.</summary>
+    public void RequireTokenizer() => _ = Tokenizer;
+
     /// <summary><c>preprocess(image)</c> as float32 CHW values, n_px = the vision config's image size.</summary>
     public float[] PreprocessValues(RgbImage image)
     {
