@@ -139,6 +139,24 @@ public sealed class MagicBrushMetricTests
     }
 
     [Fact]
+    public void DinoWithTheHubConfigsLayerNormEpsIsFurtherFromTorchHub()
+    {
+        // facebook/dino-vits16's config.json says layer_norm_eps 1e-12 (transformers' default); DINO's model uses 1e-6
+        using var asConfigured = Elect.Models.Vision.DinoVit.FromPretrained(Repo.Data("magicbrush", "dino-s16"));
+        Assert.Equal(1e-12, asConfigured.Config.LayerNormEps);
+        using var dino = MagicBrushDino.Load(Repo.Data("magicbrush", "dino-s16"));
+        var img = Image("p0.gen");
+        var expected = Golden.Value["p0.gen.dino_features"].data<float>().ToArray();
+        using var x = tensor(MagicBrushDino.PreprocessValues(img), [1, 3, 224, 224]);
+        using var cls = asConfigured.ClsOutput(x);
+        var configured = cls.data<float>().ToArray();
+        var ours = dino.Features(img);
+        double Worst(float[] a) => a.Select((v, i) => Math.Abs(v - expected[i])).Max();
+        Assert.True(Worst(ours) < 1e-6, $"eps 1e-6: {Worst(ours)}");
+        Assert.True(Worst(configured) > 2e-6, $"eps 1e-12: {Worst(configured)}");
+    }
+
+    [Fact]
     public void DinoNeedsA224Model()
     {
         var e = Assert.Throws<ArgumentException>(() => MagicBrushDino.Load(Repo.Data("dino-tiny")));
@@ -326,6 +344,27 @@ public sealed class MagicBrushEvaluateTests : IDisposable
         Assert.Equal(0, code2);
         Assert.Contains("skip 30_1 (plain): no 30_1_report.json", stderr2);
         Assert.Contains("pass --seed S", stderr2);
+    }
+
+    [SkippableFact]
+    public void RunDatasetEditsEveryTurnOfThePublishedLayoutAndEvaluateReadsItsWinners()
+    {
+        Fixtures.Require();
+        var root = MakeTestSet();
+        var outDir = Path.Combine(_dir, "run");
+        var (code, _, err) = CliHarness.Run("run-dataset", "--dataset-dir", root, "--model-path", Fixtures.Ip2pTiny, "--device", "cpu", "--output-dir", outDir,
+            "--log-level", "warning", "--resolution", "64", "--inference-steps", "2", "--select-one-seed", "--candidate-seeds", "1", "2",
+            "--stopping-step", "1", "--last-step-for-mask-extraction", "1");
+        Assert.True(code == 0, err);
+        foreach (var key in Keys) Assert.True(File.Exists(Path.Combine(outDir, $"{key}_report.json")), key);
+        var csv = Path.Combine(_dir, "e", "e.csv");
+        (code, var stdout, err) = CliHarness.Run("evaluate", "--dataset-dir", root, "--outputs", outDir, "--metrics", "l1", "l2", "--result", csv, "--no-gallery", "--log-level", "warning");
+        Assert.True(code == 0, err);
+        Assert.Contains("| run | 4 |", stdout);
+        var report = JsonFiles.FromJsonObject<EditReport>(File.ReadAllText(Path.Combine(outDir, "139_inde_2_report.json")))!;
+        var row = File.ReadAllLines(csv).Single(l => l.StartsWith("139_inde_2,", StringComparison.Ordinal)).Split(',');
+        var gt = RgbImage.Load(Path.Combine(root, "test", "images", "139", "139-output2.png"));
+        Assert.Equal(MagicBrushMetrics.L1(RgbImage.Load(Path.Combine(outDir, EditOutputs.OutputFile("139_inde_2", report.BestSeed!.Value))), gt), Cell(row, 1), 1e-12);
     }
 
     [Fact]
