@@ -157,6 +157,30 @@ public sealed class MagicBrushMetricTests
     }
 
     [Fact]
+    public void AMinimalClipModelConfigTakesTransformersDefaultsWhichAreViTB32()
+    {
+        // how transformers 4.3x saves a CLIPModel derived from openai/clip-vit-base-patch32: only non-default keys
+        var dir = Directory.CreateTempSubdirectory("elect-clipb32-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "config.json"), """
+                {"architectures": ["CLIPModel"], "initializer_factor": 1.0, "logit_scale_init_value": 2.6592, "model_type": "clip",
+                 "projection_dim": 512, "text_config": {"bos_token_id": 0, "dropout": 0.0, "eos_token_id": 2, "model_type": "clip_text_model"},
+                 "torch_dtype": "float32", "transformers_version": "4.38.0", "vision_config": {"dropout": 0.0, "model_type": "clip_vision_model"}}
+                """);
+            var v = Elect.Models.Vision.ClipVisionConfig.Load(Path.Combine(dir, "config.json"));
+            Assert.Equal((768, 3072, 12, 12, 224, 32, 512), (v.HiddenSize, v.IntermediateSize, v.NumAttentionHeads, v.NumHiddenLayers, v.ImageSize, v.PatchSize, v.ProjectionDim));
+            var full = ModelConfig.Load(Path.Combine(dir, "config.json"));
+            var t = Elect.Models.TextEncoders.ClipTextConfig.From(new ModelConfig(full.Raw("text_config")!.Value, "text_config"));
+            Assert.Equal((49408, 512, 2048, 8, 12, 2L), (t.VocabSize, t.HiddenSize, t.IntermediateSize, t.NumAttentionHeads, t.NumHiddenLayers, t.EosTokenId));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void DinoNeedsA224Model()
     {
         var e = Assert.Throws<ArgumentException>(() => MagicBrushDino.Load(Repo.Data("dino-tiny")));
