@@ -19,7 +19,7 @@ public sealed record EvaluationOptions
     /// <summary>Output folders of dataset runs (one method each, named by the folder).</summary>
     public required IReadOnlyList<string> Outputs { get; init; }
 
-    /// <summary>Metric names of <see cref="PieBenchMetrics"/>.</summary>
+    /// <summary>Metric names of <see cref="PieBenchMetrics"/>, or of <see cref="MagicBrushMetrics"/> for a MagicBrush dataset.</summary>
     public required IReadOnlyList<string> Metrics { get; init; }
 
     /// <summary>Seed whose output is evaluated for items whose report names no winner (a plain run), or that have no report.</summary>
@@ -37,10 +37,20 @@ public sealed record EvaluationOptions
     public IPairMetric? Lpips { get; init; }
     public ClipScore? Clip { get; init; }
     public IPairMetric? StructureDistance { get; init; }
+
+    /// <summary>CLIP ViT-B/32 for MagicBrush's <c>clip-i</c> / <c>clip-t</c>.</summary>
+    public MagicBrushClip? MagicBrushClip { get; init; }
+
+    /// <summary>DINO ViT-S/16 for MagicBrush's <c>dino</c>.</summary>
+    public MagicBrushDino? MagicBrushDino { get; init; }
+
+    /// <summary>Which caption file of the published MagicBrush test set CLIP-T reads.</summary>
+    public MagicBrushCaptions Captions { get; init; } = MagicBrushCaptions.Local;
 }
 
-/// <summary>One item of a PIE-Bench-style dataset as the evaluation reads it.</summary>
-public sealed record EvaluationItem(string Key, string ImagePath, int[]? MaskRle, string? EditingTypeId, string OriginalPrompt, string EditingPrompt);
+/// <summary>One item of a dataset as the evaluation reads it (<paramref name="Target"/>: MagicBrush's ground truth).</summary>
+public sealed record EvaluationItem(string Key, string ImagePath, int[]? MaskRle, string? EditingTypeId, string OriginalPrompt, string EditingPrompt,
+                                    GroundTruth? Target = null);
 
 /// <summary>What one method gave for one item.</summary>
 public sealed record MethodItemResult
@@ -104,6 +114,12 @@ public sealed record EvaluationSkip
 public sealed record EvaluationSummary
 {
     public string Dataset { get; init; } = "";
+
+    /// <summary><c>pie-bench</c> (PnPInversion's metrics) or <c>magicbrush</c> (image_eval.py's).</summary>
+    public string Benchmark { get; init; } = DatasetEvaluation.PieBench;
+
+    /// <summary>MagicBrush: <c>all_turn</c> for the published test set (every turn edited from its ground-truth input, the reference's single-turn setting), <c>items</c> for a preprocessed.json.</summary>
+    public string? Setting { get; init; }
     public IReadOnlyList<string>? EditCategories { get; init; }
     public int Items { get; init; }
     public IReadOnlyList<string> MetricNames { get; init; } = [];
@@ -128,11 +144,35 @@ public static class DatasetEvaluation
 {
     public const string SummaryFile = "evaluation_summary.json";
 
+    /// <summary>The benchmark names of <see cref="EvaluationSummary.Benchmark"/>.</summary>
+    public const string PieBench = "pie-bench", MagicBrush = "magicbrush";
+
+    /// <summary>The benchmark a dataset folder is evaluated as (detected as <see cref="EditDataset.Load"/> detects its format).</summary>
+    public static string BenchmarkOf(string datasetDir) =>
+        EditDataset.Load(datasetDir).Format is EditDataset.MagicBrushFormat or EditDataset.MagicBrushSessionsFormat ? MagicBrush : PieBench;
+
     /// <summary>Reads <c>mapping_file.json</c> (or a generic <c>dataset.json</c>) with the fields the evaluation needs.</summary>
     public static (IReadOnlyList<EvaluationItem> Items, IReadOnlyList<EditDataset.BadEntry> Bad) LoadItems(string datasetDir)
     {
-        var (items, bad, format) = EditDataset.Load(datasetDir);
-        var file = Path.Combine(datasetDir, format == "pie-bench" ? EditDataset.PieBenchFile : EditDataset.GenericFile);
+        var (items, bad, _) = LoadItems(datasetDir, MagicBrushCaptions.Local);
+        return (items, bad);
+    }
+
+    /// <summary>
+    /// Reads a dataset folder with the fields the evaluation needs and the benchmark it is evaluated as. MagicBrush
+    /// items carry their ground truth; a MagicBrush <c>preprocessed.json</c> where no item has one is an error.
+    /// </summary>
+    /// <exception cref="InvalidDataException">a MagicBrush dataset without any ground truth.</exception>
+    public static (IReadOnlyList<EvaluationItem> Items, IReadOnlyList<EditDataset.BadEntry> Bad, string Benchmark) LoadItems(string datasetDir, MagicBrushCaptions captions)
+    {
+        var (items, bad, format) = EditDataset.Load(datasetDir, captions);
+        if (format is EditDataset.MagicBrushFormat or EditDataset.MagicBrushSessionsFormat)
+        {
+            if (items.Count > 0 && items.All(i => i.Target is null))
+                throw new InvalidDataException($"{Path.Combine(datasetDir, EditDataset.MagicBrushFile)}: no item has a ground truth (target_image_path, and target_caption for CLIP-T), which MagicBrush's metrics compare with; add them, or point --dataset-dir at the published test set (edit_sessions.json, images/, local_descriptions.json)");
+            return (items.Select(i => new EvaluationItem(i.Key, i.ImagePath, null, null, "", i.Instruction, i.Target)).ToList(), bad, MagicBrush);
+        }
+        var file = Path.Combine(datasetDir, format == EditDataset.PieBenchFormat ? EditDataset.PieBenchFile : EditDataset.GenericFile);
         using var doc = JsonDocument.Parse(File.ReadAllText(file));
         var result = new List<EvaluationItem>();
         foreach (var item in items)
@@ -147,7 +187,7 @@ public static class DatasetEvaluation
             result.Add(new EvaluationItem(item.Key, item.ImagePath, item.MaskRle, Str("editing_type_id"),
                 StripBrackets(Str("original_prompt") ?? ""), StripBrackets(Str("editing_prompt") ?? item.Instruction)));
         }
-        return (result, bad);
+        return (result, bad, PieBench);
     }
 
     /// <summary>The reference's <c>.replace("[", "").replace("]", "")</c>.</summary>
@@ -172,11 +212,14 @@ public static class DatasetEvaluation
     public static (IReadOnlyList<ItemEvaluation> Items, EvaluationSummary Summary) Run(EvaluationOptions o, ILogger? logger = null)
     {
         var log = logger ?? NullLogger.Instance;
-        foreach (var m in o.Metrics)
-            if (!PieBenchMetrics.All.Contains(m)) throw new ArgumentException($"unknown metric '{m}' (known: {string.Join(", ", PieBenchMetrics.All)})");
         foreach (var f in o.Outputs)
             if (!Directory.Exists(f)) throw new DirectoryNotFoundException($"output folder not found: {f}");
-        var (all, bad) = LoadItems(o.DatasetDir);
+        var (all, bad, benchmark) = LoadItems(o.DatasetDir, o.Captions);
+        bool magicBrush = benchmark == MagicBrush;
+        var known = magicBrush ? MagicBrushMetrics.All : PieBenchMetrics.All;
+        foreach (var m in o.Metrics)
+            if (!known.Contains(m)) throw new ArgumentException($"unknown {benchmark} metric '{m}' (known: {string.Join(", ", known)})");
+        if (magicBrush && o.EditCategories is not null) throw new ArgumentException("--edit-category selects PIE-Bench editing types; a MagicBrush dataset has none");
         var onSkip = o.OnSkip ?? (line => log.LogWarning("{Line}", line));
         foreach (var b in bad) onSkip($"skip {b.Key}: malformed dataset entry ({b.Error})");
         var items = o.EditCategories is { } cats ? all.Where(i => i.EditingTypeId is { } t && cats.Contains(t)).ToList() : all.ToList();
@@ -191,6 +234,13 @@ public static class DatasetEvaluation
         {
             var item = items[n];
             log.LogInformation("item {Index}/{Count}: evaluating {Key}", n + 1, items.Count, item.Key);
+            var perMethod = new List<MethodItemResult>();
+            if (magicBrush)
+            {
+                for (int k = 0; k < methods.Count; k++) perMethod.Add(EvaluateMagicBrush(item, o.Outputs[k], methods[k], o));
+                Record(item, perMethod);
+                continue;
+            }
             RgbImage? source = null;
             string? sourceError = null;
             try { source = RgbImage.Load(item.ImagePath); }
@@ -202,17 +252,19 @@ public static class DatasetEvaluation
                 try { mask = PieBenchMetrics.Mask(rle); }
                 catch (ArgumentException e) { sourceError ??= $"bad mask: {e.Message}"; }
             }
-            var perMethod = new List<MethodItemResult>();
             for (int k = 0; k < methods.Count; k++)
-            {
-                var r = EvaluateOne(item, source, sourceError, mask, o.Outputs[k], methods[k], o);
+                perMethod.Add(EvaluateOne(item, source, sourceError, mask, o.Outputs[k], methods[k], o));
+            Record(item, perMethod);
+        }
+
+        void Record(EvaluationItem item, List<MethodItemResult> perMethod)
+        {
+            foreach (var r in perMethod)
                 if (r.Skipped is { } why)
                 {
-                    onSkip($"skip {item.Key} ({methods[k]}): {why}");
-                    skips.Add(new EvaluationSkip { Key = item.Key, Method = methods[k], Reason = why });
+                    onSkip($"skip {item.Key} ({r.Method}): {why}");
+                    skips.Add(new EvaluationSkip { Key = item.Key, Method = r.Method, Reason = why });
                 }
-                perMethod.Add(r);
-            }
             results.Add(new ItemEvaluation { Item = item, Methods = perMethod });
             csv.Append(CsvField(item.Key));
             foreach (var r in perMethod)
@@ -224,6 +276,8 @@ public static class DatasetEvaluation
         var summary = new EvaluationSummary
         {
             Dataset = o.DatasetDir,
+            Benchmark = benchmark,
+            Setting = !magicBrush ? null : EditDataset.Load(o.DatasetDir).Format == EditDataset.MagicBrushSessionsFormat ? "all_turn" : "items",
             EditCategories = o.EditCategories,
             Items = items.Count,
             MetricNames = o.Metrics.ToArray(),
@@ -234,24 +288,91 @@ public static class DatasetEvaluation
         return (results, summary);
     }
 
-    private static MethodItemResult EvaluateOne(EvaluationItem item, RgbImage? source, string? sourceError, bool[,]? mask,
-                                                string folder, string method, EvaluationOptions o)
+    /// <summary>
+    /// The output evaluated for one item and method: the winner the item's report names (<c>best_seed</c>), else
+    /// <see cref="EvaluationOptions.Seed"/>, else the one seed of a plain report. Returns a skipped result when none can be chosen.
+    /// </summary>
+    private static (EditReport? Report, long? Seed, string? File, MethodItemResult? Skip) ChooseOutput(string key, string folder, string method, EvaluationOptions o)
     {
         EditReport? report = null;
-        var reportPath = Path.Combine(folder, DatasetRunner.ItemReportFile(item.Key));
+        var reportPath = Path.Combine(folder, DatasetRunner.ItemReportFile(key));
         if (File.Exists(reportPath))
         {
             try { report = JsonFiles.FromJsonObject<EditReport>(File.ReadAllText(reportPath)); }
             catch (Exception e) when (e is JsonException or IOException)
-            { return new MethodItemResult { Method = method, Skipped = $"report {reportPath} unreadable ({e.Message})" }; }
+            { return (null, null, null, new MethodItemResult { Method = method, Skipped = $"report {reportPath} unreadable ({e.Message})" }); }
         }
         long? seed = report?.BestSeed ?? o.Seed ?? (report is { Candidates.Count: 1 } ? report.Candidates[0].Seed : null);
-        MethodItemResult Skip(string why, string? file = null) => new() { Method = method, Skipped = why, File = file, Seed = seed, Report = report };
         if (seed is null)
-            return Skip(report is null
-                ? $"no {DatasetRunner.ItemReportFile(item.Key)} in {folder} (pass --seed S for a folder of plain outputs)"
-                : $"the report names no winner and {report.Candidates.Count} seeds (pass --seed S)");
-        var file = Path.Combine(folder, EditOutputs.OutputFile(item.Key, seed.Value));
+            return (report, null, null, new MethodItemResult
+            {
+                Method = method, Report = report,
+                Skipped = report is null
+                    ? $"no {DatasetRunner.ItemReportFile(key)} in {folder} (pass --seed S for a folder of plain outputs)"
+                    : $"the report names no winner and {report.Candidates.Count} seeds (pass --seed S)",
+            });
+        return (report, seed, Path.Combine(folder, EditOutputs.OutputFile(key, seed.Value)), null);
+    }
+
+    private static RgbImage? TryLoad(string file, out string? error)
+    {
+        error = null;
+        try { return RgbImage.Load(file); }
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or ArgumentException or InvalidOperationException)
+        {
+            error = e.Message;
+            return null;
+        }
+    }
+
+    /// <summary>One MagicBrush item: image_eval.py's metrics of the chosen output against the item's ground truth.</summary>
+    private static MethodItemResult EvaluateMagicBrush(EvaluationItem item, string folder, string method, EvaluationOptions o)
+    {
+        var (report, seed, chosen, skipped) = ChooseOutput(item.Key, folder, method, o);
+        if (skipped is not null) return skipped;
+        var file = chosen!;
+        MethodItemResult Skip(string why) => new() { Method = method, Skipped = why, File = file, Seed = seed, Report = report };
+        if (item.Target is not { } gt) return Skip("the dataset gives no ground truth for this item (target_image_path)");
+        if (!File.Exists(file)) return Skip($"output {file} is missing");
+        if (!File.Exists(gt.ImagePath)) return Skip($"ground truth {gt.ImagePath} is missing");
+        var generated = TryLoad(file, out var genError);
+        if (generated is null) return Skip($"output {file} unreadable: {genError}");
+        var target = TryLoad(gt.ImagePath, out var gtError);
+        if (target is null) return Skip($"ground truth {gt.ImagePath} unreadable: {gtError}");
+        var values = new Dictionary<string, double>();
+        float[]? clipGen = null, clipGt = null, text = null;
+        float[] ClipGen() => clipGen ??= (o.MagicBrushClip ?? throw new ArgumentException("clip-i/clip-t need the CLIP model (--clip-path)")).ImageFeatures(generated);
+        float[] ClipGt() => clipGt ??= o.MagicBrushClip!.ImageFeatures(target);
+        try
+        {
+            foreach (var metric in o.Metrics)
+            {
+                if (MagicBrushMetrics.CaptionMetrics.Contains(metric) && gt.Caption is null)
+                    return Skip($"{metric}: no ground-truth caption for this item (target_caption, or the {o.Captions.ToString().ToLowerInvariant()} descriptions file of the test set)");
+                values[metric] = metric switch
+                {
+                    "l1" => MagicBrushMetrics.L1(generated, target),
+                    "l2" => MagicBrushMetrics.L2(generated, target),
+                    "clip-i" => MagicBrushMetrics.Cosine(ClipGen(), ClipGt()),
+                    "dino" => MagicBrushMetrics.Cosine(
+                        (o.MagicBrushDino ?? throw new ArgumentException("dino needs the DINO model (--dino-path)")).Features(generated), o.MagicBrushDino.Features(target)),
+                    "clip-t" => MagicBrushMetrics.Cosine(ClipGen(), text ??= o.MagicBrushClip!.TextFeatures(gt.Caption!)),
+                    "clip-t_oracle" => MagicBrushMetrics.Cosine(ClipGt(), text ??= (o.MagicBrushClip ?? throw new ArgumentException("clip-t needs the CLIP model (--clip-path)")).TextFeatures(gt.Caption!)),
+                    _ => throw new ArgumentException($"unknown MagicBrush metric '{metric}'"),
+                };
+            }
+        }
+        catch (ArgumentException e) { return Skip(e.Message); }
+        return new MethodItemResult { Method = method, File = file, Seed = seed, Values = values, Report = report };
+    }
+
+    private static MethodItemResult EvaluateOne(EvaluationItem item, RgbImage? source, string? sourceError, bool[,]? mask,
+                                                string folder, string method, EvaluationOptions o)
+    {
+        var (report, seed, chosen, skipped) = ChooseOutput(item.Key, folder, method, o);
+        if (skipped is not null) return skipped;
+        var file = chosen!;
+        MethodItemResult Skip(string why, string? f = null) => new() { Method = method, Skipped = why, File = f, Seed = seed, Report = report };
         if (sourceError is not null) return Skip(sourceError, file);
         if (!File.Exists(file)) return Skip($"output {file} is missing", file);
         RgbImage target;
@@ -302,9 +423,25 @@ public static class DatasetEvaluation
         }).ToArray(),
     };
 
-    /// <summary>The summary as a Markdown table: one row per method, the paper's scaling in the headers.</summary>
+    /// <summary>
+    /// The summary as a Markdown table: one row per method. PIE-Bench: the paper's scaling in the headers, two decimals;
+    /// MagicBrush: image_eval.py's raw means with its four decimals, the setting in the first header.
+    /// </summary>
     public static string Table(EvaluationSummary s)
     {
+        if (s.Benchmark == MagicBrush)
+        {
+            var mb = new StringBuilder();
+            mb.Append("| method (").Append(s.Setting ?? "items").Append(") | items |").Append(string.Concat(s.MetricNames.Select(m => $" {m} |"))).Append('\n')
+              .Append("| --- | --- |").Append(string.Concat(s.MetricNames.Select(_ => " --- |"))).Append('\n');
+            foreach (var row in s.Methods)
+            {
+                mb.Append("| ").Append(row.Method).Append(" | ").Append(row.Evaluated).Append(row.Skipped > 0 ? $" ({row.Skipped} skipped)" : "").Append(" |");
+                foreach (var m in row.Metrics) mb.Append(' ').Append(TableValue(m.Table, 4)).Append(" |");
+                mb.Append('\n');
+            }
+            return mb.ToString();
+        }
         var sb = new StringBuilder();
         sb.Append("| method | items |");
         foreach (var m in s.MetricNames)
@@ -322,13 +459,13 @@ public static class DatasetEvaluation
         return sb.ToString();
     }
 
-    /// <summary>A table cell: two decimals, <c>inf</c>, or <c>-</c> for no value.</summary>
-    public static string TableValue(double? v) => v switch
+    /// <summary>A table cell: <paramref name="decimals"/> decimals, <c>inf</c>, or <c>-</c> for no value.</summary>
+    public static string TableValue(double? v, int decimals = 2) => v switch
     {
         null => "-",
         double.PositiveInfinity => "inf",
         double.NegativeInfinity => "-inf",
-        { } x => x.ToString("0.00", CultureInfo.InvariantCulture),
+        { } x => x.ToString("0." + new string('0', decimals), CultureInfo.InvariantCulture),
     };
 
     /// <summary>A value as the reference's CSV has it: <c>nan</c>, <c>inf</c>, or the shortest round-trip decimal.</summary>

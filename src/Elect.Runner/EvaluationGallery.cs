@@ -18,7 +18,8 @@ public static class EvaluationGallery
     public const string MaskFolder = "gallery_masks";
 
     /// <summary>True when a larger value of the metric is better (PSNR, SSIM, CLIP); false for the distances.</summary>
-    public static bool HigherIsBetter(string metric) => PieBenchMetrics.Base(metric) is "psnr" or "ssim" || metric.StartsWith("clip_", StringComparison.Ordinal);
+    public static bool HigherIsBetter(string metric) => PieBenchMetrics.Base(metric) is "psnr" or "ssim" || metric.StartsWith("clip_", StringComparison.Ordinal)
+                                                        || metric.StartsWith("clip-", StringComparison.Ordinal) || metric == "dino";
 
     /// <summary>The first method's gain over the second on <paramref name="metric"/> (null without two numbers).</summary>
     public static double? Gain(ItemEvaluation item, string metric)
@@ -57,12 +58,12 @@ public static class EvaluationGallery
         foreach (var row in summary.Methods)
         {
             h.Append("<tr><td>").Append(Enc(row.Method)).Append("</td><td>").Append(row.Evaluated).Append(row.Skipped > 0 ? $" ({row.Skipped} skipped)" : "").Append("</td>");
-            foreach (var m in row.Metrics) h.Append("<td>").Append(DatasetEvaluation.TableValue(m.Table)).Append("</td>");
+            foreach (var m in row.Metrics) h.Append("<td>").Append(DatasetEvaluation.TableValue(m.Table, summary.Benchmark == DatasetEvaluation.MagicBrush ? 4 : 2)).Append("</td>");
             h.Append("</tr>\n");
         }
         h.Append("</table><br>\n<table id=\"items\"><thead><tr><th data-type=\"text\">item</th>");
         if (gainMetric is not null) h.Append("<th data-type=\"num\">gain</th>");
-        h.Append("<th>input</th><th>ground-truth mask</th>");
+        h.Append("<th>input</th><th>").Append(summary.Benchmark == DatasetEvaluation.MagicBrush ? "ground truth" : "ground-truth mask").Append("</th>");
         foreach (var m in summary.Methods)
         {
             h.Append("<th>").Append(Enc(m.Method)).Append("</th>");
@@ -91,6 +92,9 @@ public static class EvaluationGallery
                 }
                 catch (ArgumentException e) { h.Append("<span class=\"skip\">").Append(Enc(e.Message)).Append("</span>"); }
             }
+            else if (item.Target is { } gt)
+                h.Append(File.Exists(gt.ImagePath) ? Img(Link(gt.ImagePath), "ground truth") : "<span class=\"skip\">missing</span>")
+                 .Append(gt.Caption is { } cap ? $"<br>{Enc(cap)}" : "");
             else h.Append('-');
             h.Append("</td>");
             foreach (var r in it.Methods)

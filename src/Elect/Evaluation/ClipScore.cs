@@ -36,6 +36,19 @@ public sealed class ClipScore : IDisposable
     /// </summary>
     public static ClipScore Load(string dir, string? tokenizerDir = null)
     {
+        var (vision, text) = LoadTowers(dir);
+        try { return new ClipScore(vision, text, ClipTokenizer.FromFolder(tokenizerDir ?? dir)); }
+        catch
+        {
+            vision.Dispose();
+            text.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The vision and text towers (with their projections) of a CLIPModel folder, float32 on the CPU.</summary>
+    internal static (ClipVisionModel Vision, ClipTextModel Text) LoadTowers(string dir)
+    {
         TorchRuntime.Initialize();
         var configPath = Path.Combine(dir, "config.json");
         var full = ModelConfig.Load(configPath);
@@ -53,7 +66,7 @@ public sealed class ClipScore : IDisposable
                 ignoreUnexpected: k => k.StartsWith("vision_model.", StringComparison.Ordinal) || k.StartsWith("visual_projection.", StringComparison.Ordinal)
                                        || k == "logit_scale" || k.EndsWith("position_ids", StringComparison.Ordinal),
                 builtInPlace: true);
-            return new ClipScore(vision, text, ClipTokenizer.FromFolder(tokenizerDir ?? dir));
+            return (vision, text);
         }
         catch
         {

@@ -45,11 +45,12 @@ public sealed record ClipTextConfig(
         else if (arch.Length == 0 || arch.Contains("CLIPTextModel")) withProjection = false;
         else throw new InvalidDataException($"{c.Source}: architectures [{string.Join(", ", arch)}] is not CLIPTextModel or CLIPTextModelWithProjection");
         var cfg = new ClipTextConfig(
-            VocabSize: c.Int("vocab_size"),
-            HiddenSize: c.Int("hidden_size"),
-            IntermediateSize: c.Int("intermediate_size"),
-            NumAttentionHeads: c.Int("num_attention_heads"),
-            NumHiddenLayers: c.Int("num_hidden_layers"),
+            // absent keys take transformers' CLIPTextConfig defaults (the ViT-B/32 text tower), as a minimal saved config relies on
+            VocabSize: c.Int("vocab_size", 49408),
+            HiddenSize: c.Int("hidden_size", 512),
+            IntermediateSize: c.Int("intermediate_size", 2048),
+            NumAttentionHeads: c.Int("num_attention_heads", 8),
+            NumHiddenLayers: c.Int("num_hidden_layers", 12),
             MaxPositionEmbeddings: c.Int("max_position_embeddings", 77),
             HiddenAct: c.String("hidden_act", "quick_gelu"),
             LayerNormEps: c.Double("layer_norm_eps", 1e-5),

@@ -15,10 +15,11 @@ public sealed record ClipVisionConfig(int HiddenSize, int IntermediateSize, int 
     public static ClipVisionConfig From(ModelConfig c)
     {
         var cfg = new ClipVisionConfig(
-            HiddenSize: c.Int("hidden_size"),
-            IntermediateSize: c.Int("intermediate_size"),
-            NumAttentionHeads: c.Int("num_attention_heads"),
-            NumHiddenLayers: c.Int("num_hidden_layers"),
+            // absent keys take transformers' CLIPVisionConfig defaults (ViT-B/32), as a minimal saved config relies on
+            HiddenSize: c.Int("hidden_size", 768),
+            IntermediateSize: c.Int("intermediate_size", 3072),
+            NumAttentionHeads: c.Int("num_attention_heads", 12),
+            NumHiddenLayers: c.Int("num_hidden_layers", 12),
             NumChannels: c.Int("num_channels", 3),
             ImageSize: c.Int("image_size", 224),
             PatchSize: c.Int("patch_size", 32),

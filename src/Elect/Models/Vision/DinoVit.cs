@@ -140,15 +140,17 @@ internal sealed class VitEncoder : nn.Module
 }
 
 /// <summary>
-/// A transformers ViTModel (the facebook/dino-vitb8 layout) up to what PIE-Bench's structure distance reads: the
-/// attention keys of one layer (DINO's <c>blocks[l].attn.qkv</c> output, key third, which is transformers' <c>key</c>
-/// projection of the layer-normed input). Weights: <c>model.safetensors</c> / <c>pytorch_model.bin</c> with or without
-/// the <c>vit.</c> prefix; the pooler and the final layernorm are not used.
+/// A transformers ViTModel (the facebook/dino-vitb8 / dino-vits16 layout; the sizes come from config.json): the
+/// attention keys of one layer, what PIE-Bench's structure distance reads (DINO's <c>blocks[l].attn.qkv</c> output, key
+/// third, which is transformers' <c>key</c> projection of the layer-normed input), and the class token after the final
+/// norm, what torch.hub's DINO <c>model(x)</c> returns (MagicBrush's DINO metric). Weights: <c>model.safetensors</c> /
+/// <c>pytorch_model.bin</c> with or without the <c>vit.</c> prefix; the pooler is not used.
 /// </summary>
 public sealed class DinoVit : nn.Module
 {
     private readonly VitEmbeddings embeddings;
     private readonly VitEncoder encoder;
+    private readonly LayerNorm layernorm;
 
     public VitConfig Config { get; }
 
@@ -157,17 +159,40 @@ public sealed class DinoVit : nn.Module
         Config = config;
         embeddings = new VitEmbeddings(config);
         encoder = new VitEncoder(config);
+        layernorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
         RegisterComponents();
     }
 
-    public static DinoVit FromPretrained(string dir)
+    /// <summary>
+    /// Loads a ViTModel folder; <paramref name="layerNormEps"/> replaces the config's <c>layer_norm_eps</c> (the Hub's
+    /// DINO conversions say transformers' default 1e-12 where DINO's own models use 1e-6).
+    /// </summary>
+    public static DinoVit FromPretrained(string dir, double? layerNormEps = null)
     {
         TorchRuntime.Initialize();
         var cfg = VitConfig.Load(Path.Combine(dir, "config.json"));
+        if (layerNormEps is { } eps) cfg = cfg with { LayerNormEps = eps };
         return ModuleSetup.LoadPretrained(new DinoVit(cfg), dir, ScalarType.Float32, torch.CPU,
-            ignoreUnexpected: k => k.Contains("pooler.", StringComparison.Ordinal) || k.EndsWith("layernorm.weight", StringComparison.Ordinal)
-                                   || k.EndsWith("layernorm.bias", StringComparison.Ordinal) || k.Contains("mask_token", StringComparison.Ordinal),
+            ignoreUnexpected: k => k.Contains("pooler.", StringComparison.Ordinal) || k.Contains("mask_token", StringComparison.Ordinal),
             rename: k => k.StartsWith("vit.", StringComparison.Ordinal) ? k[4..] : k);
+    }
+
+    /// <summary>
+    /// The class token after the final norm, [B, hidden], for pixels [B,C,S,S] (S = image_size): DINO's
+    /// <c>VisionTransformer.forward</c> (<c>norm(blocks(prepare_tokens(x)))[:, 0]</c>; at S its position interpolation is
+    /// the identity), i.e. transformers' <c>last_hidden_state[:, 0]</c>.
+    /// </summary>
+    public Tensor ClsOutput(Tensor pixels)
+    {
+        if (pixels.dim() != 4 || pixels.shape[1] != Config.NumChannels || pixels.shape[2] != Config.ImageSize || pixels.shape[3] != Config.ImageSize)
+            throw new ArgumentException($"DINO ViT: pixels must be [B,{Config.NumChannels},{Config.ImageSize},{Config.ImageSize}], got [{string.Join(",", pixels.shape)}]");
+        using var scope = torch.NewDisposeScope();
+        using var _ = torch.no_grad();
+        long b = pixels.shape[0];
+        var p = embeddings.patch_embeddings.projection.forward(pixels).flatten(2).transpose(1, 2);
+        var h = torch.cat([embeddings.cls_token.expand(b, -1, -1), p], 1) + embeddings.position_embeddings;
+        for (int i = 0; i < Config.NumHiddenLayers; i++) h = encoder.layer[i].Forward(h);
+        return layernorm.forward(h[.., 0]).MoveToOuterDisposeScope();
     }
 
     /// <summary>The keys [heads, tokens, head_dim] of layer <paramref name="layer"/> for one image [1,C,S,S] (S = image_size).</summary>
