@@ -100,6 +100,21 @@ public sealed record MethodSummary
     public int Evaluated { get; init; }
     public int Skipped { get; init; }
     public IReadOnlyList<MetricMean> Metrics { get; init; } = [];
+
+    /// <summary>
+    /// Model evaluations the run spent on the evaluated items, summed from their reports' <c>nfe</c> (every candidate
+    /// of the item included); null when no evaluated item has a report.
+    /// </summary>
+    public long? Nfe { get; init; }
+
+    /// <summary>What Best-of-N over the same candidates would have spent on those items (the reports' <c>nfe_best_of_n</c>).</summary>
+    public long? NfeBestOfN { get; init; }
+
+    /// <summary>How many evaluated items had a report (the items <see cref="Nfe"/> sums over).</summary>
+    public int NfeItems { get; init; }
+
+    /// <summary><see cref="Nfe"/> per item with a report.</summary>
+    public double? NfePerItem => NfeItems == 0 ? null : (double)Nfe!.Value / NfeItems;
 }
 
 /// <summary>An item a method could not be evaluated on, and why.</summary>
@@ -143,6 +158,9 @@ internal sealed partial class EvaluationJsonContext : JsonSerializerContext;
 public static class DatasetEvaluation
 {
     public const string SummaryFile = "evaluation_summary.json";
+
+    /// <summary>The summary table (<see cref="Table"/>) as a Markdown file beside <see cref="SummaryFile"/>.</summary>
+    public const string SummaryMarkdownFile = "evaluation_summary.md";
 
     /// <summary>The benchmark names of <see cref="EvaluationSummary.Benchmark"/>.</summary>
     public const string PieBench = "pie-bench", MagicBrush = "magicbrush";
@@ -284,7 +302,9 @@ public static class DatasetEvaluation
             Methods = methods.Select((m, k) => Summarise(m, o.Outputs[k], results.Select(r => r.Methods[k]).ToList(), o.Metrics)).ToArray(),
             Skips = skips,
         };
-        WriteAtomically(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(o.ResultCsv))!, SummaryFile), ToJson(summary) + "\n");
+        var resultDir = Path.GetDirectoryName(Path.GetFullPath(o.ResultCsv))!;
+        WriteAtomically(Path.Combine(resultDir, SummaryFile), ToJson(summary) + "\n");
+        WriteAtomically(Path.Combine(resultDir, SummaryMarkdownFile), Table(summary));
         return (results, summary);
     }
 
@@ -407,21 +427,29 @@ public static class DatasetEvaluation
         return r;
     }
 
-    private static MethodSummary Summarise(string method, string folder, IReadOnlyList<MethodItemResult> rs, IReadOnlyList<string> metrics) => new()
+    private static MethodSummary Summarise(string method, string folder, IReadOnlyList<MethodItemResult> rs, IReadOnlyList<string> metrics)
     {
-        Method = method,
-        Folder = folder,
-        Evaluated = rs.Count(r => r.Skipped is null),
-        Skipped = rs.Count(r => r.Skipped is not null),
-        Metrics = metrics.Select(m =>
+        var evaluated = rs.Where(r => r.Skipped is null).ToList();
+        var reported = evaluated.Where(r => r.Report is not null).Select(r => r.Report!).ToList();
+        return new MethodSummary
         {
-            var vals = rs.Where(r => r.Skipped is null).Select(r => r.Values[m]).ToList();
-            var finite = vals.Where(v => !double.IsNaN(v)).ToList();
-            double? mean = finite.Count == 0 ? null : finite.Average();
-            double scale = PieBenchMetrics.TableScale(m);
-            return new MetricMean { Metric = m, Mean = mean, Table = mean * scale, Scale = scale, Count = finite.Count, Nan = vals.Count - finite.Count };
-        }).ToArray(),
-    };
+            Method = method,
+            Folder = folder,
+            Evaluated = evaluated.Count,
+            Skipped = rs.Count - evaluated.Count,
+            Metrics = metrics.Select(m =>
+            {
+                var vals = evaluated.Select(r => r.Values[m]).ToList();
+                var finite = vals.Where(v => !double.IsNaN(v)).ToList();
+                double? mean = finite.Count == 0 ? null : finite.Average();
+                double scale = PieBenchMetrics.TableScale(m);
+                return new MetricMean { Metric = m, Mean = mean, Table = mean * scale, Scale = scale, Count = finite.Count, Nan = vals.Count - finite.Count };
+            }).ToArray(),
+            Nfe = reported.Count == 0 ? null : reported.Sum(r => r.Nfe),
+            NfeBestOfN = reported.Count == 0 ? null : reported.Sum(r => r.NfeBestOfN),
+            NfeItems = reported.Count,
+        };
+    }
 
     /// <summary>
     /// The summary as a Markdown table: one row per method. PIE-Bench: the paper's scaling in the headers, two decimals;
@@ -429,16 +457,17 @@ public static class DatasetEvaluation
     /// </summary>
     public static string Table(EvaluationSummary s)
     {
+        const string NfeHeader = " NFE/item |";
         if (s.Benchmark == MagicBrush)
         {
             var mb = new StringBuilder();
-            mb.Append("| method (").Append(s.Setting ?? "items").Append(") | items |").Append(string.Concat(s.MetricNames.Select(m => $" {m} |"))).Append('\n')
-              .Append("| --- | --- |").Append(string.Concat(s.MetricNames.Select(_ => " --- |"))).Append('\n');
+            mb.Append("| method (").Append(s.Setting ?? "items").Append(") | items |").Append(string.Concat(s.MetricNames.Select(m => $" {m} |"))).Append(NfeHeader).Append('\n')
+              .Append("| --- | --- |").Append(string.Concat(s.MetricNames.Select(_ => " --- |"))).Append(" --- |\n");
             foreach (var row in s.Methods)
             {
                 mb.Append("| ").Append(row.Method).Append(" | ").Append(row.Evaluated).Append(row.Skipped > 0 ? $" ({row.Skipped} skipped)" : "").Append(" |");
                 foreach (var m in row.Metrics) mb.Append(' ').Append(TableValue(m.Table, 4)).Append(" |");
-                mb.Append('\n');
+                mb.Append(' ').Append(TableValue(row.NfePerItem, 0)).Append(" |\n");
             }
             return mb.ToString();
         }
@@ -449,12 +478,12 @@ public static class DatasetEvaluation
             double scale = PieBenchMetrics.TableScale(m);
             sb.Append(' ').Append(m).Append(scale == 1 ? "" : $" x10^{Math.Log10(scale):0}").Append(" |");
         }
-        sb.Append('\n').Append("| --- | --- |").Append(string.Concat(s.MetricNames.Select(_ => " --- |"))).Append('\n');
+        sb.Append(NfeHeader).Append('\n').Append("| --- | --- |").Append(string.Concat(s.MetricNames.Select(_ => " --- |"))).Append(" --- |\n");
         foreach (var row in s.Methods)
         {
             sb.Append("| ").Append(row.Method).Append(" | ").Append(row.Evaluated).Append(row.Skipped > 0 ? $" ({row.Skipped} skipped)" : "").Append(" |");
             foreach (var m in row.Metrics) sb.Append(' ').Append(TableValue(m.Table)).Append(" |");
-            sb.Append('\n');
+            sb.Append(' ').Append(TableValue(row.NfePerItem, 0)).Append(" |\n");
         }
         return sb.ToString();
     }
@@ -465,7 +494,7 @@ public static class DatasetEvaluation
         null => "-",
         double.PositiveInfinity => "inf",
         double.NegativeInfinity => "-inf",
-        { } x => x.ToString("0." + new string('0', decimals), CultureInfo.InvariantCulture),
+        { } x => x.ToString(decimals == 0 ? "0" : "0." + new string('0', decimals), CultureInfo.InvariantCulture),
     };
 
     /// <summary>A value as the reference's CSV has it: <c>nan</c>, <c>inf</c>, or the shortest round-trip decimal.</summary>
@@ -480,8 +509,14 @@ public static class DatasetEvaluation
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
-    public static string ToJson(EvaluationSummary s) =>
-        JsonSerializer.Serialize(s, (System.Text.Json.Serialization.Metadata.JsonTypeInfo<EvaluationSummary>)JsonOptions.GetTypeInfo(typeof(EvaluationSummary)));
+    private static System.Text.Json.Serialization.Metadata.JsonTypeInfo<EvaluationSummary> SummaryType =>
+        (System.Text.Json.Serialization.Metadata.JsonTypeInfo<EvaluationSummary>)JsonOptions.GetTypeInfo(typeof(EvaluationSummary));
+
+    public static string ToJson(EvaluationSummary s) => JsonSerializer.Serialize(s, SummaryType);
+
+    /// <summary>Reads an <c>evaluation_summary.json</c> back.</summary>
+    public static EvaluationSummary FromJson(string json) =>
+        JsonSerializer.Deserialize(json, SummaryType) ?? throw new InvalidDataException("evaluation summary: the JSON is null");
 
     private static void WriteAtomically(string path, string text)
     {

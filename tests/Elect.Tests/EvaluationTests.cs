@@ -117,7 +117,7 @@ public sealed class EvaluationTests : IDisposable
             for (int x = 0; x < 512 * 3 * 20; x++) plainEdit.Data[512 * 3 * 300 + x] ^= 0x40;                   // background damage
             JsonFiles.Write(Path.Combine(elect, $"{key}_report.json"), new EditReport
             {
-                Input = key, Mode = "elect", BestSeed = 2,
+                Input = key, Mode = "elect", BestSeed = 2, Nfe = key == "000" ? 46 : 40, NfeBestOfN = 100,
                 Candidates = [new CandidateReport { Seed = 1, Bis = 0.5 }, new CandidateReport { Seed = 2, Bis = 0.1 }],
             });
             if (key != "001") edited.SavePng(Path.Combine(elect, EditOutputs.OutputFile(key, 2)));   // 001: missing
@@ -153,11 +153,19 @@ public sealed class EvaluationTests : IDisposable
         Assert.Contains("is missing", stderr);
         Assert.Contains("skip 002 (plain): output", stderr);
         Assert.Contains("unreadable", stderr);
-        Assert.Contains("| method | items | psnr_unedit_part | mse_unedit_part x10^4 | ssim_unedit_part x10^2 |", stdout);
-        Assert.Contains("| elect | 2 (1 skipped) | inf | 0.00 | 100.00 |", stdout);
+        Assert.Contains("| method | items | psnr_unedit_part | mse_unedit_part x10^4 | ssim_unedit_part x10^2 | NFE/item |", stdout);
+        // the model evaluations each method spent, from the evaluated items' reports (000: 46, 002: 40; 001 skipped);
+        // the plain folder has no reports
+        Assert.Contains("| elect | 2 (1 skipped) | inf | 0.00 | 100.00 | 43 |", stdout);
+        Assert.Matches(@"\| plain \| 2 \(1 skipped\) \|.* \| - \|\n", stdout);
+        Assert.Equal(DatasetEvaluation.Table(DatasetEvaluation.FromJson(File.ReadAllText(Path.Combine(_dir, "res", DatasetEvaluation.SummaryFile)))),
+            File.ReadAllText(Path.Combine(_dir, "res", DatasetEvaluation.SummaryMarkdownFile)));
         var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "res", DatasetEvaluation.SummaryFile))).RootElement;
         Assert.Equal(3, summary.GetProperty("items").GetInt32());
         Assert.Equal(2, summary.GetProperty("skips").GetArrayLength());
+        Assert.Equal(86, summary.GetProperty("methods")[0].GetProperty("nfe").GetInt64());
+        Assert.Equal(200, summary.GetProperty("methods")[0].GetProperty("nfe_best_of_n").GetInt64());
+        Assert.Equal(JsonValueKind.Null, summary.GetProperty("methods")[1].GetProperty("nfe").ValueKind);
         var plainMse = summary.GetProperty("methods")[1].GetProperty("metrics")[1];
         Assert.Equal(2, plainMse.GetProperty("count").GetInt32());
 
