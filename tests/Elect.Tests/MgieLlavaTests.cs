@@ -67,6 +67,27 @@ public class MgieLlavaTests
         Assert.Equal(1000, tok.TokenId("<im_patch>"));
     }
 
+    [Fact]
+    public void Tokenizer_folders_other_than_LLaVA_are_refused()
+    {
+        var tmp = Directory.CreateTempSubdirectory("elect-llama-tok-");
+        try
+        {
+            foreach (var f in Directory.GetFiles(Dir("LLaVA-7B-v1"), "*.json").Append(Dir("LLaVA-7B-v1", "tokenizer.model")))
+                File.Copy(f, Path.Combine(tmp.FullName, Path.GetFileName(f)));
+            var config = Path.Combine(tmp.FullName, "config.json");
+            // transformers 5.12 loads a model_type "llama" folder as LlamaTokenizer: "hello" -> [1, 386 ('▁he'), ...], not [1, 260 ('he'), ...]
+            File.WriteAllText(config, File.ReadAllText(config).Replace("\"model_type\": \"llava\"", "\"model_type\": \"llama\""));
+            Assert.Contains("model_type", Assert.Throws<NotSupportedException>(() => LlamaTokenizer.FromFolder(tmp.FullName)).Message);
+            File.Delete(config);
+            Assert.Contains("absent", Assert.Throws<NotSupportedException>(() => LlamaTokenizer.FromFolder(tmp.FullName)).Message);
+            File.WriteAllText(Path.Combine(tmp.FullName, "tokenizer.json"), "{}");
+            Assert.Contains("tokenizer.json", Assert.Throws<NotSupportedException>(() => LlamaTokenizer.FromFolder(tmp.FullName)).Message);
+        }
+        finally { tmp.Delete(true); }
+        Assert.Equal([1L, 260, 290, 730, 269, 320, 592], MgieTokenizer().Encode("hello world"));
+    }
+
     private static readonly Lazy<Dictionary<string, Tensor>> GoldenLazy = new(() =>
     {
         TorchRuntime.Initialize();
