@@ -363,7 +363,8 @@ public sealed class LlamaTokenizer
         return merges;
     }
 
-    /// <summary><c>tokenizer.decode(ids)</c> (special tokens kept, no clean-up).</summary>
+    /// <summary><c>tokenizer.decode(ids)</c>: special tokens kept, no clean-up (transformers 5.12 ignores
+    /// <c>clean_up_tokenization_spaces</c> for a BPE model); ids outside the vocabulary are skipped, as tokenizers does.</summary>
     public string Decode(IEnumerable<long> ids)
     {
         ArgumentNullException.ThrowIfNull(ids);
