@@ -26,6 +26,8 @@ The reference path is ELECT's mgie_module.py (MGIE_module.__init__ + generate_pr
     without <im_patch>; it needs mm_hidden_size 1024) is left out; the LLaVA folder is loaded with load_state_dict from
     the shards (strict apart from the rotary inv_freq buffers 5.12 no longer stores), not from_pretrained of a class
     registered for model_type llava (5.12 maps "llava" to its own LlavaConfig).
+  * the tokenizer is loaded as the class the folder declares (LlamaTokenizer), not through 5.12's AutoTokenizer,
+    which ignores that class for model_type "llava" (see load_tokenizer).
   * CPU float32 with the fp16-stored weights (the reference runs fp16 on CUDA).
   * `p = ...index(32003)...`: 32003 is the id of [IMG0] in the published tokenizer (LLaMA 32000 + 3 image tokens);
     here it is the tokenizer's [IMG0] id (V+3), found the same way.
@@ -51,7 +53,7 @@ import sentencepiece as spm
 from PIL import Image
 from safetensors.torch import save_file, load_file
 import transformers
-from transformers import (AutoTokenizer, CLIPConfig, CLIPModel, CLIPImageProcessor, CLIPVisionModel, GenerationConfig,
+from transformers import (AutoTokenizer, LlamaTokenizer, CLIPConfig, CLIPModel, CLIPImageProcessor, CLIPVisionModel, GenerationConfig,
                           LlamaConfig, LlamaForCausalLM)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -122,8 +124,11 @@ def train_tokenizer(folder):
 
 
 def load_tokenizer(folder):
-    """MGIE_module.__init__'s tokenizer steps."""
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    """MGIE_module.__init__'s tokenizer steps. AutoTokenizer.from_pretrained(folder) becomes the class the folder
+    declares, LlamaTokenizer.from_pretrained(folder): on 5.12, AutoTokenizer ignores tokenizer_class for model_type
+    "llava" and builds a bare backend that does not prepend '▁' ("<s>A chat"), unlike the LlamaTokenizer(Fast)
+    that transformers 4.28 (MGIE's training) and 4.41 (ELECT's requirements) gave ("<s> A chat")."""
+    tokenizer = LlamaTokenizer.from_pretrained(folder)
     tokenizer.padding_side = "left"
     tokenizer.add_tokens(["[IMG0]", "[IMG1]", "[IMG2]", "[IMG3]", "[IMG4]", "[IMG5]", "[IMG6]", "[IMG7]"], special_tokens=True)
     return tokenizer

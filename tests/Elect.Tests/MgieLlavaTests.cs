@@ -68,24 +68,39 @@ public class MgieLlavaTests
     }
 
     [Fact]
-    public void Tokenizer_folders_other_than_LLaVA_are_refused()
+    public void Tokenizer_is_the_declared_LlamaTokenizer_class_and_refuses_what_it_does_not_port()
     {
+        // transformers 5.12's LlamaTokenizer (the class LLaVA-7B-v1 declares; what 4.28/4.41's AutoTokenizer gave):
+        // '▁' before the first word, none after an added token. 5.12's AutoTokenizer on a model_type "llava" folder
+        // gives [1, 260 ('he'), ...] instead (no '▁'), which we do not follow.
+        var tok = MgieTokenizer();
+        Assert.Equal(tok.TokenId("▁he"), tok.Encode("hello world")[1]);
+        Assert.Equal(tok.Encode(" hello world"), tok.Encode("hello world"));
+        Assert.NotEqual(tok.Encode("<im_start>hello").Skip(2), tok.Encode("hello").Skip(1));
+        Assert.Equal("<s> hello world", tok.Decode(tok.Encode("hello world")));
+        Assert.Equal("hello world", tok.Decode(tok.Encode("hello world", addSpecialTokens: false)));   // Strip(" ", 1, 0)
         var tmp = Directory.CreateTempSubdirectory("elect-llama-tok-");
         try
         {
             foreach (var f in Directory.GetFiles(Dir("LLaVA-7B-v1"), "*.json").Append(Dir("LLaVA-7B-v1", "tokenizer.model")))
                 File.Copy(f, Path.Combine(tmp.FullName, Path.GetFileName(f)));
-            var config = Path.Combine(tmp.FullName, "config.json");
-            // transformers 5.12 loads a model_type "llama" folder as LlamaTokenizer: "hello" -> [1, 386 ('▁he'), ...], not [1, 260 ('he'), ...]
-            File.WriteAllText(config, File.ReadAllText(config).Replace("\"model_type\": \"llava\"", "\"model_type\": \"llama\""));
-            Assert.Contains("model_type", Assert.Throws<NotSupportedException>(() => LlamaTokenizer.FromFolder(tmp.FullName)).Message);
-            File.Delete(config);
-            Assert.Contains("absent", Assert.Throws<NotSupportedException>(() => LlamaTokenizer.FromFolder(tmp.FullName)).Message);
+            var config = Path.Combine(tmp.FullName, "tokenizer_config.json");
+            var original = File.ReadAllText(config);
+            // a model_type "llama" folder is the same tokenizer
+            var model = Path.Combine(tmp.FullName, "config.json");
+            File.WriteAllText(model, File.ReadAllText(model).Replace("\"model_type\": \"llava\"", "\"model_type\": \"llama\""));
+            Assert.Equal(tok.Encode("hello world"), LlamaTokenizer.FromFolder(tmp.FullName).Encode("hello world"));
+            File.WriteAllText(config, original.Replace("\"tokenizer_class\": \"LlamaTokenizer\"", "\"tokenizer_class\": \"T5Tokenizer\""));
+            Assert.Contains("T5Tokenizer", Assert.Throws<NotSupportedException>(() => LlamaTokenizer.FromFolder(tmp.FullName)).Message);
+            File.WriteAllText(config, original.Replace("\"model_max_length\"", "\"legacy\": true, \"model_max_length\""));
+            Assert.Contains("legacy", Assert.Throws<NotSupportedException>(() => LlamaTokenizer.FromFolder(tmp.FullName)).Message);
+            File.WriteAllText(config, original.Replace("\"model_max_length\"", "\"add_prefix_space\": false, \"model_max_length\""));
+            Assert.Contains("add_prefix_space", Assert.Throws<NotSupportedException>(() => LlamaTokenizer.FromFolder(tmp.FullName)).Message);
+            File.WriteAllText(config, original);
             File.WriteAllText(Path.Combine(tmp.FullName, "tokenizer.json"), "{}");
             Assert.Contains("tokenizer.json", Assert.Throws<NotSupportedException>(() => LlamaTokenizer.FromFolder(tmp.FullName)).Message);
         }
         finally { tmp.Delete(true); }
-        Assert.Equal([1L, 260, 290, 730, 269, 320, 592], MgieTokenizer().Encode("hello world"));
     }
 
     private static readonly Lazy<Dictionary<string, Tensor>> GoldenLazy = new(() =>

@@ -7,31 +7,34 @@ namespace Elect.Text;
 /// <summary>
 /// LLaMA's SentencePiece BPE tokenizer read from a transformers folder (<c>tokenizer.model</c>,
 /// <c>tokenizer_config.json</c>, <c>special_tokens_map.json</c>, <c>added_tokens.json</c>), exactly as transformers 5.12's
-/// <c>AutoTokenizer.from_pretrained(folder)</c> builds it for a LLaVA folder.
+/// <c>LlamaTokenizer.from_pretrained(folder)</c> builds it: the class LLaVA-7B-v1's tokenizer_config.json declares.
 /// </summary>
 /// <remarks>
-/// transformers 5.12 lists <c>model_type</c> "llava" among the models whose hub tokenizer class it does not trust, so a
-/// LLaVA-7B-v1 folder (config.json <c>model_type</c> "llava", tokenizer_config.json <c>tokenizer_class</c>
-/// "LlamaTokenizer", no tokenizer.json) loads as a plain <c>TokenizersBackend</c> converted from the SentencePiece proto
-/// (<c>SpmConverter.build_tokenizer_from_spm_proto</c>), not as <c>LlamaTokenizer</c>:
+/// Why the declared class and not 5.12's <c>AutoTokenizer</c>: 5.12 lists <c>model_type</c> "llava" among the models
+/// whose hub tokenizer class it does not trust and builds a bare <c>TokenizersBackend</c> from the proto for such a
+/// folder, which does not prepend '▁' to the text (<c>"&lt;s&gt;A chat"</c>). MGIE was trained, and ELECT ran, with
+/// transformers 4.28 / 4.41, whose AutoTokenizer honoured <c>tokenizer_class</c> "LlamaTokenizer" and gave
+/// <c>"&lt;s&gt; A chat"</c> (<c>▁A</c>) - which 5.12's LlamaTokenizer class reproduces. The pipeline:
 /// <list type="bullet">
-/// <item>normaliser: only <c>Replace(" ", "▁")</c> (the proto's identity normalisation has no precompiled charsmap);
-/// no <c>▁</c> is prepended to the text (the proto's <c>add_dummy_prefix</c> is not used), unlike the slow
-/// LlamaTokenizer of transformers 4.28 that MGIE was trained with: <c>"&lt;s&gt;A chat"</c>, not <c>"&lt;s&gt; A chat"</c>;</item>
-/// <item>no pre-tokeniser: each text segment between added tokens is one BPE word;</item>
+/// <item>no normaliser (the proto's identity normalisation has no precompiled charsmap); added tokens are matched on
+/// the raw text;</item>
+/// <item>pre-tokeniser <c>Metaspace(replacement "▁", prepend_scheme first, split false)</c>: every ' ' becomes '▁', and
+/// the text segment at offset 0 (not one after an added token) gets a '▁' in front unless it starts with one; each
+/// segment between added tokens is one BPE word;</item>
 /// <item>BPE (fuse_unk, byte_fallback from the proto) over the vocabulary piece -> id, with the merges transformers'
 /// <c>generate_merges(vocab)</c> derives: every split <c>(l, r)</c> of a piece into two pieces, ordered by the merged piece's
 /// id, then the lengths of <c>l</c> and <c>r</c> (ties by the ids of <c>l</c>, <c>r</c>); digits are not split (no
-/// pre-tokeniser), the merges simply never join them where the proto has no such piece;</item>
+/// digit pre-tokeniser), the merges simply never join them where the proto has no such piece;</item>
 /// <item>added tokens: the proto's control / user-defined pieces (<c>&lt;s&gt;</c>, <c>&lt;/s&gt;</c>: not normalised), the
 /// special tokens of tokenizer_config.json / special_tokens_map.json (with their flags), added_tokens.json (normalised,
 /// special only when a special token), matched by <see cref="AddedVocabulary"/>;</item>
 /// <item>post-processor: <c>&lt;s&gt;</c> first when <c>add_bos_token</c> (default true), <c>&lt;/s&gt;</c> last when <c>add_eos_token</c>;</item>
-/// <item>decoder: <c>Replace("▁", " ")</c>, <c>ByteFallback</c>, <c>Fuse</c> over every token, added tokens included
-/// (no leading-space strip).</item>
+/// <item>decoder: <c>Replace("▁", " ")</c>, <c>ByteFallback</c>, <c>Fuse</c> over every token, added tokens included,
+/// then <c>Strip</c> of one leading space of the whole text.</item>
 /// </list>
-/// A folder with a tokenizer.json is refused (5.12 would use that file as is; not ported), and so is a folder whose
-/// config.json is not <c>model_type</c> "llava" (5.12 gives those its LlamaTokenizer class, which prepends '▁').
+/// Refused: a folder with a tokenizer.json (5.12 would use that file as is; not ported), a declared tokenizer class
+/// other than LlamaTokenizer(Fast), and <c>legacy: true</c> / <c>add_prefix_space: false</c> (5.12's prepend schemes
+/// "always" / "never", not ported).
 /// </remarks>
 public sealed class LlamaTokenizer
 {
@@ -85,11 +88,18 @@ public sealed class LlamaTokenizer
     {
         _addedById.Clear();
         foreach (var t in _added) _addedById[t.Id] = t.Content;
-        return new AddedVocabulary(_added, Normalize);
+        return new AddedVocabulary(_added, normalize: null);   // no normaliser: added tokens match the raw text
     }
 
-    /// <summary>The normaliser: every ' ' becomes '▁'.</summary>
-    public static string Normalize(string s) => s.Replace(' ', SpaceSymbol);
+    /// <summary>
+    /// The Metaspace pre-tokeniser on one text segment: every ' ' becomes '▁'; the segment at offset 0 of the text gets a
+    /// '▁' in front unless it already starts with one (prepend_scheme "first").
+    /// </summary>
+    public static string PreTokenize(string segment, bool atStart)
+    {
+        var s = segment.Replace(' ', SpaceSymbol);
+        return atStart && (s.Length == 0 || s[0] != SpaceSymbol) ? SpaceSymbol + s : s;
+    }
 
     /// <summary>Loads a LLaVA / LLaMA tokenizer folder (see the remarks).</summary>
     public static LlamaTokenizer FromFolder(string dir)
@@ -99,7 +109,7 @@ public sealed class LlamaTokenizer
             throw new NotSupportedException($"{dir}: has a tokenizer.json; only the tokenizer.model folder layout of LLaVA-7B-v1 is supported (transformers 5 would use tokenizer.json as is)");
         var modelPath = Path.Combine(dir, "tokenizer.model");
         if (!File.Exists(modelPath)) throw new FileNotFoundException($"LLaMA tokenizer: missing tokenizer.model in {dir}", modelPath);
-        RequireLlavaFolder(dir);
+        RequireLlamaClass(dir);
         var proto = SentencePieceModel.Load(modelPath);
         if (proto.Type != SentencePieceModel.ModelType.Bpe)
             throw new NotSupportedException($"{modelPath}: SentencePiece model type {proto.Type} is not supported (LLaMA uses a BPE model)");
@@ -174,26 +184,28 @@ public sealed class LlamaTokenizer
     }
 
     /// <summary>
-    /// transformers 5.12 builds the TokenizersBackend described above only for a folder whose config.json says
-    /// <c>model_type</c> "llava"; any other folder gets its LlamaTokenizer class (a Metaspace pre-tokeniser that prepends
-    /// '▁': "hello" -> "▁he ll o", not "he ll o"), which is not ported.
+    /// The declared tokenizer class (tokenizer_config.json <c>tokenizer_class</c>, when present) must be LlamaTokenizer or
+    /// LlamaTokenizerFast, and the prepend scheme 5.12 derives from <c>legacy</c> / <c>add_prefix_space</c> "first".
     /// </summary>
-    private static void RequireLlavaFolder(string dir)
+    private static void RequireLlamaClass(string dir)
     {
-        var path = Path.Combine(dir, "config.json");
-        string? modelType = null;
-        if (File.Exists(path))
+        var path = Path.Combine(dir, "tokenizer_config.json");
+        if (!File.Exists(path)) return;
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(File.ReadAllBytes(path)); }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e); }
+        using (doc)
         {
-            try
-            {
-                using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
-                if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("model_type", out var m) && m.ValueKind == JsonValueKind.String)
-                    modelType = m.GetString();
-            }
-            catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e); }
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: expected a JSON object");
+            var root = doc.RootElement;
+            if (root.TryGetProperty("tokenizer_class", out var c) && c.ValueKind == JsonValueKind.String
+                && c.GetString() is not ("LlamaTokenizer" or "LlamaTokenizerFast"))
+                throw new NotSupportedException($"{path}: tokenizer_class \"{c.GetString()}\" is not supported (only LLaMA's LlamaTokenizer)");
+            if (root.TryGetProperty("legacy", out var l) && l.ValueKind == JsonValueKind.True)
+                throw new NotSupportedException($"{path}: \"legacy\": true (transformers' prepend scheme \"always\") is not supported; LLaVA-7B-v1 sets no legacy flag");
+            if (root.TryGetProperty("add_prefix_space", out var a) && a.ValueKind == JsonValueKind.False)
+                throw new NotSupportedException($"{path}: \"add_prefix_space\": false (transformers' prepend scheme \"never\") is not supported");
         }
-        if (modelType != "llava")
-            throw new NotSupportedException($"{dir}: config.json model_type is {(modelType is null ? "absent" : $"\"{modelType}\"")}; only a LLaVA folder (model_type \"llava\", whose tokenizer transformers 5.12 loads as TokenizersBackend) is supported, not transformers' LlamaTokenizer class");
     }
 
     private static bool ConfigBool(ClipTokenizerConfig config, string dir, string key, bool fallback)
@@ -263,10 +275,12 @@ public sealed class LlamaTokenizer
         ArgumentNullException.ThrowIfNull(text);
         var ids = new List<long>();
         if (addSpecialTokens && AddBos) ids.Add(BosId);
+        bool atStart = true;
         foreach (var (piece, token) in _addedVocabulary.Split(text))
         {
             if (token is not null) ids.Add(token.Id);
-            else EncodeWord(piece, ids);
+            else if (piece.Length > 0) EncodeWord(PreTokenize(piece, atStart), ids);
+            atStart = false;
         }
         if (addSpecialTokens && AddEos) ids.Add(EosId);
         return ids;
@@ -398,6 +412,6 @@ public sealed class LlamaTokenizer
             sb.Append(token);
         }
         Flush();
-        return sb.ToString();
+        return sb.Length > 0 && sb[0] == ' ' ? sb.ToString(1, sb.Length - 1) : sb.ToString();   // Strip(" ", 1, 0)
     }
 }
