@@ -160,7 +160,7 @@ def main():
     cases = manifest["cases"]
     t, meta = {}, []
     for k, case in enumerate(cases):
-        image = Image.open(os.path.join(mgie_dir, case["image"])).convert("RGB")
+        image = Image.open(os.path.join(mgie_dir, "inputs", case["image"])).convert("RGB")
         w, h = image.size
         assert w % 64 == 0 and h % 64 == 0, f"{case['image']}: {w}x{h} is not already resized (sides multiples of 64)"
         embeds = mgie[f"case{k}.prompt_embeds"].float()

@@ -1,5 +1,8 @@
+using System.Text.Json;
+using Elect.Imaging;
 using Elect.Modeling;
 using Elect.Pipelines.Mgie;
+using Elect.Selection;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
@@ -44,5 +47,232 @@ public class MgieTests
         var surplus = new Dictionary<string, Tensor>(golden) { ["edit_head.extra"] = zeros(2) };
         e = Assert.Throws<InvalidDataException>(() => EditMapper.FromWeights(surplus, "mllm.pt", CPU, ScalarType.Float32));
         Assert.Contains("unexpected tensor 'edit_head.extra'", e.Message);
+    }
+
+    // ---- the tiny MGIE fixture (Data/mgie-tiny, reference goldens of scripts/goldens/mgie.py and mgie_elect.py) ----
+
+    internal static string Tiny(params string[] parts) => Repo.Data(["mgie-tiny", .. parts]);
+
+    /// <summary>The fixture's cases: input image (already resized), instruction, the reference's expressive instruction.</summary>
+    internal static IReadOnlyList<(string Image, string Instruction, string Expressive, int Generated)> Cases()
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(Repo.Data("mgie-tiny-manifest.json")));
+        return doc.RootElement.GetProperty("cases").EnumerateArray().Select(c => (
+            c.GetProperty("image").GetString()!, c.GetProperty("instruction").GetString()!,
+            c.GetProperty("expressive_instruction").GetString()!,
+            c.GetProperty("sequence_length").GetInt32() - c.GetProperty("prompt_length").GetInt32())).ToArray();
+    }
+
+    internal static Dictionary<string, Tensor> Golden(string file)
+    {
+        TorchRuntime.Initialize();
+        var g = SafeTensors.Load(Repo.Data(file));
+        foreach (var t in g.Values) t.DetachFromDisposeScope();
+        return g;
+    }
+
+    private static readonly Lazy<Dictionary<string, Tensor>> LlmGolden = new(() => Golden("mgie-tiny-golden.safetensors"));
+    private static readonly Lazy<Dictionary<string, Tensor>> EditGolden = new(() => Golden("mgie-elect-golden.safetensors"));
+
+    /// <summary>
+    /// A checkpoints/mgie folder in a temporary directory: the fixture's LLaVA-7B-v1, clip-vit-large-patch14 (linked) and
+    /// mgie_7b (copied, so a test may replace a file), and ../shared/fixtures' ip2p-tiny as instruct-pix2pix.
+    /// </summary>
+    internal sealed class TinyCheckpoint : IDisposable
+    {
+        public TinyCheckpoint(bool withInstructPix2Pix = true)
+        {
+            Root = Directory.CreateTempSubdirectory("elect-mgie-").FullName;
+            Folder = System.IO.Path.Combine(Root, "checkpoints", "mgie");
+            Directory.CreateDirectory(System.IO.Path.Combine(Folder, "mgie_7b"));
+            Directory.CreateSymbolicLink(System.IO.Path.Combine(Folder, MgiePaths.LlavaFolder), Tiny("LLaVA-7B-v1"));
+            Directory.CreateSymbolicLink(System.IO.Path.Combine(Folder, "clip-vit-large-patch14"), Tiny("clip-vit-large-patch14"));
+            foreach (var f in new[] { "mllm.pt", "unet.pt" })
+                System.IO.File.Copy(Tiny("mgie_7b", f), System.IO.Path.Combine(Folder, "mgie_7b", f));
+            if (withInstructPix2Pix)
+                Directory.CreateSymbolicLink(System.IO.Path.Combine(Folder, MgiePaths.InstructPix2PixFolder), Fixtures.Ip2pTiny);
+        }
+
+        public string Root { get; }
+        public string Folder { get; }
+        public string File(string relative) => System.IO.Path.Combine(Folder, relative);
+
+        public void Dispose()
+        {
+            try { Directory.Delete(Root, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    /// <summary>
+    /// A stand-in for the multimodal LLM that hands out the reference's [IMG] states of the fixture's cases (by instruction):
+    /// the editing half tested on its own.
+    /// </summary>
+    internal sealed class ReferenceStates : IMultimodalInstructor
+    {
+        public int HiddenSize => 64;
+
+        public static IMultimodalInstructor Create(string llava, string vision, IReadOnlyDictionary<string, Tensor> mllm, Device device, ScalarType dtype)
+        {
+            Assert.True(mllm.ContainsKey("model.embed_tokens.weight") && mllm.ContainsKey("lm_head.weight"), "mllm.pt's LLM tensors are handed to the instructor");
+            Assert.DoesNotContain(mllm.Keys, k => k.StartsWith("edit_head.", StringComparison.Ordinal) || k == "emb");
+            foreach (var t in mllm.Values) t.Dispose();
+            return new ReferenceStates();
+        }
+
+        public InstructorOutput Instruct(RgbImage image, string instruction)
+        {
+            var cases = Cases();
+            int k = cases.Select(c => c.Instruction).ToList().IndexOf(instruction);
+            Assert.True(k >= 0, $"no fixture case for '{instruction}'");
+            var sequences = LlmGolden.Value[$"case{k}.sequences"].data<long>().ToArray();
+            return new InstructorOutput(LlmGolden.Value[$"case{k}.img_hidden"].clone(), cases[k].Expressive, sequences, sequences.Length - cases[k].Generated);
+        }
+
+        public void Dispose() { }
+    }
+
+    internal static RgbImage CaseImage(int k) => RgbImage.Load(Tiny("inputs", Cases()[k].Image));
+
+    /// <summary>NULL and the prompt embeddings from the reference's [IMG] states through our edit head, against the reference's.</summary>
+    [Fact]
+    public void NullAndPromptEmbedsFromTheFixtureStatesMatchReference()
+    {
+        TorchRuntime.Initialize();
+        using var scope = NewDisposeScope();
+        var (head, emb) = MgieModel.LoadEditHead(Tiny("mgie_7b", "mllm.pt"), CPU, ScalarType.Float32, out var rest);
+        using (head)
+        {
+            Assert.Equal(new EditMapperConfig(64, 32, 77, 64, 2, 2, 32), head.Config);
+            Assert.Contains("model.embed_tokens.weight", rest.Keys);
+            Assert.DoesNotContain(rest.Keys, k => k.StartsWith("edit_head.", StringComparison.Ordinal) || k == "emb");
+            using var _ = no_grad();
+            var g = LlmGolden.Value;
+            TensorAssert.Close(g["null_prompt_embeds"], head.call(zeros(1, 8, 64), emb), 1e-4, "NULL");
+            for (int k = 0; k < Cases().Count; k++)
+                TensorAssert.Close(g[$"case{k}.prompt_embeds"], head.call(g[$"case{k}.img_hidden"], emb), 1e-4, $"case {k} prompt embeds");
+        }
+    }
+
+    private static MgieModel LoadWithReferenceStates(TinyCheckpoint ckpt) => MgieModel.Load(ckpt.Folder, CPU, ScalarType.Float32, ReferenceStates.Create);
+
+    /// <summary>Plain runs of both cases (the pipeline's __call__ with the MLLM's embeddings, one seed, 20 steps).</summary>
+    [SkippableFact]
+    public void PlainRunMatchesReference()
+    {
+        Fixtures.Require();
+        using var ckpt = new TinyCheckpoint();
+        using var model = LoadWithReferenceStates(ckpt);
+        var engine = new ElectEngine(model);
+        var g = EditGolden.Value;
+        for (int k = 0; k < Cases().Count; k++)
+        {
+            using var scope = NewDisposeScope();
+            var image = CaseImage(k);
+            using var condition = model.Prepare(image, Cases()[k].Instruction);
+            Assert.Equal(Cases()[k].Expressive, condition.Generated!.Text);
+            using var result = engine.RunPlain(condition, [11], new EditOptions { InferenceSteps = 20 });
+            TensorAssert.Close(g[$"case{k}.plain.seed11"], result.Images[11], 2e-3, $"case {k} plain seed 11");
+            Ip2pPipelineTests.AssertImageClose(RgbImage.FromTensor(g[$"case{k}.plain.seed11"]).ToByteTensor(), result.Images[11], $"case {k} plain seed 11 (8-bit)");
+        }
+    }
+
+    /// <summary>ELECT on both cases with the MLLM's embeddings: winner, BIS, relevance map and every image as the reference.</summary>
+    [SkippableFact]
+    public void ElectRunMatchesReference()
+    {
+        Fixtures.Require();
+        using var ckpt = new TinyCheckpoint();
+        using var model = LoadWithReferenceStates(ckpt);
+        var engine = new ElectEngine(model);
+        var g = EditGolden.Value;
+        for (int k = 0; k < Cases().Count; k++)
+        {
+            using var scope = NewDisposeScope();
+            using var condition = model.Prepare(CaseImage(k), Cases()[k].Instruction);
+            AssertElectMatches(g, k, engine.RunElect(condition, Seeds(g, k), new EditOptions { InferenceSteps = 20 }, Selection));
+        }
+    }
+
+    internal static readonly SelectionOptions Selection = new() { StoppingStep = 8, FirstMaskStep = 0, LastMaskStep = 4, KeepAllSeeds = true };
+
+    internal static long[] Seeds(Dictionary<string, Tensor> g, int k) => g[$"case{k}.elect.seeds"].data<long>().ToArray();
+
+    internal static void AssertElectMatches(Dictionary<string, Tensor> g, int k, EditResult result)
+    {
+        using (result)
+        {
+            var seeds = Seeds(g, k);
+            Assert.Equal(g[$"case{k}.elect.best_seed"].data<long>()[0], result.BestSeed);
+            var bis = g[$"case{k}.elect.bis"].data<double>().ToArray();
+            for (int i = 0; i < seeds.Length; i++)
+                Assert.True(Math.Abs(bis[i] - result.Bis![i]) <= 1e-4, $"case {k}: BIS of seed {seeds[i]}: {result.Bis![i]} vs {bis[i]}");
+            TensorAssert.Close(g[$"case{k}.elect.relevance_map"], result.RelevanceMap!, 1e-4, $"case {k} relevance map");
+            foreach (var seed in seeds)
+                Ip2pPipelineTests.AssertImageClose(g[$"case{k}.elect.output-{seed}"], result.Images[seed], $"case {k} ELECT seed {seed}");
+        }
+    }
+
+    [Fact]
+    public void LoaderRefusesMissingParts()
+    {
+        TorchRuntime.Initialize();
+        var root = Directory.CreateTempSubdirectory("elect-mgie-missing-").FullName;
+        try
+        {
+            var folder = Path.Combine(root, "mgie");
+            var e = Assert.Throws<DirectoryNotFoundException>(() => MgiePaths.Resolve(folder));
+            Assert.Contains("MGIE checkpoint folder not found", e.Message);
+            Directory.CreateDirectory(folder);
+            var f = Assert.Throws<FileNotFoundException>(() => MgiePaths.Resolve(folder));
+            Assert.Contains(Path.Combine(folder, "LLaVA-7B-v1", "config.json"), f.Message);
+            Assert.Contains("--model-path", f.Message);
+            Directory.CreateSymbolicLink(Path.Combine(folder, "LLaVA-7B-v1"), Tiny("LLaVA-7B-v1"));
+            f = Assert.Throws<FileNotFoundException>(() => MgiePaths.Resolve(folder));
+            Assert.Contains(Path.Combine(folder, "mgie_7b", "mllm.pt"), f.Message);
+            Directory.CreateDirectory(Path.Combine(folder, "mgie_7b"));
+            File.Copy(Tiny("mgie_7b", "mllm.pt"), Path.Combine(folder, "mgie_7b", "mllm.pt"));
+            f = Assert.Throws<FileNotFoundException>(() => MgiePaths.Resolve(folder));
+            Assert.Contains(Path.Combine(folder, "mgie_7b", "unet.pt"), f.Message);
+            File.Copy(Tiny("mgie_7b", "unet.pt"), Path.Combine(folder, "mgie_7b", "unet.pt"));
+            f = Assert.Throws<FileNotFoundException>(() => MgiePaths.Resolve(folder));
+            Assert.Contains(Path.Combine(folder, "clip-vit-large-patch14", "config.json"), f.Message);
+            Assert.Contains("openai/clip-vit-large-patch14", f.Message);
+            Directory.CreateSymbolicLink(Path.Combine(folder, "clip-vit-large-patch14"), Tiny("clip-vit-large-patch14"));
+            e = Assert.Throws<DirectoryNotFoundException>(() => MgiePaths.Resolve(folder));
+            Assert.Contains(Path.Combine(folder, "instruct-pix2pix"), e.Message);
+            Assert.Contains("instructpix2pix", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    /// <summary>The InstructPix2Pix folder may be the instructpix2pix family's checkpoint beside checkpoints/mgie.</summary>
+    [SkippableFact]
+    public void InstructPix2PixFolderFallsBackToTheFamilyCheckpointBeside()
+    {
+        Fixtures.Require();
+        using var ckpt = new TinyCheckpoint(withInstructPix2Pix: false);
+        Directory.CreateSymbolicLink(Path.Combine(ckpt.Root, "checkpoints", "instructpix2pix"), Fixtures.Ip2pTiny);
+        var paths = MgiePaths.Resolve(ckpt.Folder);
+        Assert.Equal(Path.GetFullPath(Path.Combine(ckpt.Root, "checkpoints", "instructpix2pix")), Path.GetFullPath(paths.InstructPix2Pix));
+        Assert.Equal(ckpt.File("clip-vit-large-patch14"), paths.VisionTower);
+    }
+
+    [SkippableTheory]
+    [InlineData("mgie_7b/unet.pt", "tensors_p2.pt", "unexpected tensor")]
+    [InlineData("mgie_7b/unet.pt", "evil_system.pt", "posix.system")]
+    [InlineData("mgie_7b/mllm.pt", "evil_system.pt", "posix.system")]
+    [InlineData("mgie_7b/mllm.pt", "tensors_p2.pt", "missing tensor 'emb'")]
+    public void LoaderRefusesWrongOrCodeRunningPickles(string part, string replacement, string expected)
+    {
+        Fixtures.Require();
+        using var ckpt = new TinyCheckpoint();
+        File.Copy(Repo.Data("pickle", replacement), ckpt.File(part), overwrite: true);
+        var e = Assert.ThrowsAny<Exception>(() => LoadWithReferenceStates(ckpt));
+        Assert.IsAssignableFrom<InvalidDataException>(e);
+        Assert.Contains(expected, e.Message);
+        Assert.Contains(Path.GetFileName(part), e.Message);
     }
 }
