@@ -173,6 +173,12 @@ public class MgieTests
             using var result = engine.RunPlain(condition, [11], new EditOptions { InferenceSteps = 20 });
             TensorAssert.Close(g[$"case{k}.plain.seed11"], result.Images[11], 2e-3, $"case {k} plain seed 11");
             Ip2pPipelineTests.AssertImageClose(RgbImage.FromTensor(g[$"case{k}.plain.seed11"]).ToByteTensor(), result.Images[11], $"case {k} plain seed 11 (8-bit)");
+            Assert.Equal(Cases()[k].Expressive, result.Generated!.Text);
+            Assert.Equal(Cases()[k].Generated, result.Generated.GeneratedTokens);
+            var json = Elect.Runner.JsonFiles.ToJson(Elect.Runner.EditReport.Create($"scene{k}", Cases()[k].Instruction, result, []));
+            using var doc = JsonDocument.Parse(json);
+            Assert.Equal(Cases()[k].Expressive, doc.RootElement.GetProperty("expressive_instruction").GetString());
+            Assert.Equal(Cases()[k].Generated, doc.RootElement.GetProperty("generated_tokens").GetInt32());
         }
     }
 
