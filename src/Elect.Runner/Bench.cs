@@ -102,7 +102,7 @@ public static class Bench
             StoppingStep = o.StoppingStep,
             MaxBatch = o.MaxBatch,
             DateUtc = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", System.Globalization.CultureInfo.InvariantCulture),
-            Excluded = "text encoding",
+            Excluded = model is MgieModel { Instructor: not null } ? "nothing (the multimodal LLM's generation is in the prepare phase)" : "text encoding",
             Complete = false,
         };
         // each document handed out holds the modes done so far (its own copy)
