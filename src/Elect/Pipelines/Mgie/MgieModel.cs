@@ -8,7 +8,10 @@ using static TorchSharp.torch;
 
 namespace Elect.Pipelines.Mgie;
 
-/// <summary>Builds MGIE's multimodal LLM from the LLaVA folder, the vision-tower folder and the tensors of <c>mllm.pt</c>.</summary>
+/// <summary>
+/// Builds MGIE's multimodal LLM from the LLaVA folder, the vision-tower folder and the tensors of <c>mllm.pt</c> (other
+/// than the edit head's; the caller keeps ownership of them and disposes them when the factory returns).
+/// </summary>
 public delegate IMultimodalInstructor InstructorFactory(string llavaDir, string visionTowerDir, IReadOnlyDictionary<string, Tensor> mllmTensors,
                                                         Device device, ScalarType dtype);
 
@@ -123,9 +126,10 @@ public sealed class MgieModel : InstructPix2PixModel
         var paths = MgiePaths.Resolve(folder);
         TorchRuntime.Initialize(device);
         var disposables = new List<IDisposable>();
+        Dictionary<string, Tensor>? mllm = null;
         try
         {
-            var (head, emb) = LoadEditHead(paths.Mllm, device, dtype, out var mllm);
+            var (head, emb) = LoadEditHead(paths.Mllm, device, dtype, out mllm);
             disposables.Add(head);
             disposables.Add(emb);
             var unet = LoadUnet(paths, device, dtype);
@@ -141,6 +145,10 @@ public sealed class MgieModel : InstructPix2PixModel
         {
             for (int k = disposables.Count - 1; k >= 0; k--) disposables[k].Dispose();
             throw;
+        }
+        finally
+        {
+            if (mllm is not null) foreach (var t in mllm.Values) t.Dispose();   // the factory copies what it keeps
         }
     }
 
