@@ -280,4 +280,37 @@ public class MgieTests
         Assert.Contains(expected, e.Message);
         Assert.Contains(Path.GetFileName(part), e.Message);
     }
+
+    [Fact]
+    public void DownloadSaysWhatToPutWhere()
+    {
+        var (code, stdout, stderr) = CliHarness.Run("download", "mgie");
+        Assert.True(code == 0, stderr);
+        foreach (var part in new[] { "checkpoints/mgie", "LLaVA-7B-v1", "liuhaotian/LLaVA-Lightning-7B-delta-v1-1", "apply_delta",
+                     "mgie_7b/mllm.pt", "mgie_7b/unet.pt", "mgie_7b.tar.gz", "docs-assets.developer.apple.com", "clip-vit-large-patch14", "instruct-pix2pix" })
+            Assert.Contains(part, stdout);
+    }
+
+    [Fact]
+    public void RunSingleRefusesAMissingCheckpointInOneLine()
+    {
+        var root = Directory.CreateTempSubdirectory("elect-mgie-cli-").FullName;
+        try
+        {
+            var input = Path.Combine(root, "in.png");
+            SampleImage.Create(64, 64).SavePng(input);
+            Directory.CreateDirectory(Path.Combine(root, "mgie"));
+            var (code, _, stderr) = CliHarness.Run("run-single", "--model", "mgie", "--model-path", Path.Combine(root, "mgie"), "--input", input,
+                "--instruction", "make it blue", "--device", "cpu", "--output-dir", Path.Combine(root, "out"), "--log-level", "warning");
+            Assert.Equal(1, code);
+            var line = stderr.Trim();
+            Assert.DoesNotContain('\n', line);
+            Assert.StartsWith("elect: error: missing " + Path.Combine(root, "mgie", "LLaVA-7B-v1", "config.json"), line);
+            Assert.Contains("--model-path", line);
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
 }
