@@ -1,6 +1,12 @@
 using System.Text.Json;
+using Elect.Imaging;
+using Elect.Modeling;
+using Elect.Models.Language;
+using Elect.Pipelines.Mgie;
 using Elect.Text;
+using TorchSharp;
 using Xunit;
+using static TorchSharp.torch;
 
 namespace Elect.Tests;
 
@@ -59,5 +65,237 @@ public class MgieLlavaTests
         Assert.Equal(1011, tok.Count);
         Assert.Equal(1003, tok.TokenId("[IMG0]"));
         Assert.Equal(1000, tok.TokenId("<im_patch>"));
+    }
+
+    private static readonly Lazy<Dictionary<string, Tensor>> GoldenLazy = new(() =>
+    {
+        TorchRuntime.Initialize();
+        var g = SafeTensors.Load(Repo.Data("mgie-tiny-golden.safetensors"));
+        foreach (var t in g.Values) t.DetachFromDisposeScope();   // first touched inside a test's scope
+        return g;
+    });
+
+    private static Dictionary<string, Tensor> Golden => GoldenLazy.Value;
+
+    private static readonly Lazy<JsonElement> ManifestLazy = new(() =>
+        JsonDocument.Parse(File.ReadAllBytes(Repo.Data("mgie-tiny-manifest.json"))).RootElement.Clone());
+
+    private static JsonElement Case(int k) => ManifestLazy.Value.GetProperty("cases")[k];
+
+    internal static Dictionary<string, Tensor> Mllm() => Checkpoint.ReadTensors(Dir("mgie_7b", "mllm.pt"));
+
+    private static readonly Lazy<LlavaInstructor> InstructorLazy = new(() =>
+    {
+        TorchRuntime.Initialize();
+        var mllm = Mllm();
+        try { return LlavaInstructor.Load(Dir("LLaVA-7B-v1"), Dir("clip-vit-large-patch14"), mllm, CPU, ScalarType.Float32); }
+        finally { foreach (var t in mllm.Values) t.Dispose(); }
+    });
+
+    private static LlavaInstructor Instructor => InstructorLazy.Value;   // first touched before any dispose scope
+
+    private static RgbImage Input(int k) => RgbImage.Load(Dir("inputs", Case(k).GetProperty("image").GetString()!));
+
+    private static double MaxDiff(Tensor a, Tensor b)
+    {
+        Assert.Equal(b.shape, a.shape);
+        using var d = (a.to(ScalarType.Float64).cpu() - b.to(ScalarType.Float64).cpu()).abs().max();
+        return d.item<double>();
+    }
+
+    private static void Close(Tensor got, Tensor want, double tol, string what)
+    {
+        double d = MaxDiff(got, want);
+        Assert.True(d <= tol, $"{what}: max |diff| {d:g3} > {tol:g3}");
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    public void Prompt_and_input_ids_equal_the_reference(int k)
+    {
+        var c = Case(k);
+        var prompt = LlavaInstructor.BuildPrompt(c.GetProperty("instruction").GetString()!, 16);
+        Assert.Equal(c.GetProperty("prompt").GetString(), prompt);
+        var ids = MgieTokenizer().Encode(prompt);
+        Assert.Equal(Golden[$"case{k}.input_ids"].data<long>().ToArray(), ids.ToArray());
+    }
+
+    [Fact]
+    public void Llama_one_pass_logits_and_hidden_states_match_transformers()
+    {
+        using var llm = LlamaForCausalLM.FromPretrained(Dir("LLaVA-7B-v1"));
+        var mllm = Mllm();
+        llm.ReplaceVocabulary(mllm["model.embed_tokens.weight"], mllm["lm_head.weight"]);
+        foreach (var t in mllm.Values) t.Dispose();
+        Assert.Equal(1011, llm.VocabSize);
+        for (int k = 0; k < 2; k++)
+        {
+            using var scope = torch.NewDisposeScope();
+            using var _ = torch.no_grad();
+            var states = new List<Tensor>();
+            var (hidden, logits) = llm.Forward(Golden[$"case{k}.inputs_embeds"], hiddenStates: states);
+            Close(logits[0], Golden[$"case{k}.logits"], 1e-4, $"case{k} logits");
+            Assert.Equal(3, states.Count);
+            for (int i = 0; i < states.Count; i++) Close(states[i][0], Golden[$"case{k}.prompt_hidden_states.{i}"], 1e-4, $"case{k} hidden_states[{i}]");
+            Close(hidden[0], Golden[$"case{k}.prompt_hidden_states.2"], 1e-4, $"case{k} last hidden");
+        }
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    public void Vision_features_projection_and_splice_match_the_reference(int k)
+    {
+        _ = Instructor;
+        using var scope = torch.NewDisposeScope();
+        var pixels = Instructor.PixelValues(Input(k));
+        Close(pixels, Golden[$"case{k}.pixel_values"], 1e-5, "pixel_values");
+        var vision = Instructor.VisionFeatures(Golden[$"case{k}.pixel_values"]);
+        Close(vision, Golden[$"case{k}.vision_select"], 1e-4, "hidden_states[-2][:, 1:]");
+        var features = Instructor.ImageFeatures(Golden[$"case{k}.vision_select"]);
+        Close(features, Golden[$"case{k}.image_features"], 1e-4, "mm_projector");
+        var ids = Golden[$"case{k}.input_ids"].data<long>().ToArray();
+        var embeds = Instructor.SpliceEmbeddings(ids, Golden[$"case{k}.image_features"]);
+        Close(embeds, Golden[$"case{k}.inputs_embeds"], 1e-6, "spliced inputs_embeds");
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    public void Greedy_generation_matches_transformers_generate(int k)
+    {
+        _ = Instructor;
+        using var scope = torch.NewDisposeScope();
+        var ids = Golden[$"case{k}.input_ids"].data<long>().ToArray();
+        var embeds = Instructor.SpliceEmbeddings(ids, Golden[$"case{k}.image_features"]);
+        var llm = typeof(LlavaInstructor).GetField("_llm", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(Instructor) as LlamaForCausalLM;
+        using var result = GreedyGeneration.Generate(llm!, ids, embeds, Instructor.Generation);
+        Assert.Equal(Golden[$"case{k}.sequences"].data<long>().ToArray(), result.Sequence);
+        Close(result.LastHiddenStates, Golden[$"case{k}.hidden"], 1e-4, "concatenated last-layer hidden states");
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    public void Instruct_gives_the_reference_sequence_text_and_img_hidden_states(int k)
+    {
+        var c = Case(k);
+        using var output = Instructor.Instruct(Input(k), c.GetProperty("instruction").GetString()!);
+        Assert.Equal(Golden[$"case{k}.sequences"].data<long>().ToArray(), output.SequenceIds);
+        Assert.Equal(c.GetProperty("prompt_length").GetInt32(), output.PromptLength);
+        Assert.Equal(c.GetProperty("expressive_instruction").GetString(), output.ExpressiveInstruction);
+        Assert.Equal(c.GetProperty("generated_text").GetString(), Instructor.Tokenizer.Decode(output.SequenceIds));
+        Assert.Equal(ScalarType.Float32, output.ImageTokenStates.dtype);
+        Close(output.ImageTokenStates, Golden[$"case{k}.img_hidden"], 1e-4, "hid[p:p+8]");
+        // case 0 takes MGIE's [IMG0]-found path, case 1 the len(hid) - 9 fallback
+        Assert.Equal(k == 0, c.GetProperty("img0_found").GetBoolean());
+        Assert.Equal(c.GetProperty("p").GetInt32(),
+            LlavaInstructor.SelectImageTokenStart(output.SequenceIds, output.SequenceIds.Length - 1, Instructor.Img0Id));
+    }
+
+    [Fact]
+    public void Instructor_ids_and_sizes()
+    {
+        var m = ManifestLazy.Value;
+        Assert.Equal(m.GetProperty("img0_id").GetInt64(), Instructor.Img0Id);
+        Assert.Equal(m.GetProperty("im_patch_id").GetInt64(), Instructor.ImagePatchId);
+        Assert.Equal(m.GetProperty("im_start_id").GetInt64(), Instructor.ImageStartId);
+        Assert.Equal(m.GetProperty("im_end_id").GetInt64(), Instructor.ImageEndId);
+        Assert.Equal(m.GetProperty("image_token_len").GetInt32(), Instructor.ImageTokenLength);
+        Assert.Equal(64, Instructor.HiddenSize);
+        Assert.Equal([2L], Instructor.Generation.EosTokenIds);
+        Assert.Equal(96, Instructor.Generation.MaxNewTokens);
+        Assert.Equal(3, Instructor.Generation.NoRepeatNgramSize);
+    }
+
+    [Fact]
+    public void Selection_rule_takes_the_token_before_IMG0_or_the_last_nine()
+    {
+        const long img0 = 1003;
+        // [IMG0] at index 6 of 20 ids (19 hidden rows): p = min(5, 10) = 5
+        var found = Enumerable.Range(0, 20).Select(i => i == 6 ? img0 : 5L + i).ToArray();
+        Assert.Equal(5, LlavaInstructor.SelectImageTokenStart(found, 19, img0));
+        // [IMG0] too late to leave 8 rows: the fallback bounds it
+        var late = Enumerable.Range(0, 20).Select(i => i == 17 ? img0 : 5L + i).ToArray();
+        Assert.Equal(10, LlavaInstructor.SelectImageTokenStart(late, 19, img0));
+        // no [IMG0]: len(hid) - 9
+        var none = Enumerable.Range(0, 20).Select(i => 5L + i).ToArray();
+        Assert.Equal(10, LlavaInstructor.SelectImageTokenStart(none, 19, img0));
+        Assert.Throws<InvalidOperationException>(() => LlavaInstructor.SelectImageTokenStart(none[..5], 4, img0));
+    }
+
+    [Theory]
+    [InlineData("<s>A chat USER: x ASSISTANT: make it blue[IMG0][IMG1].</s>", "make it blue.")]
+    [InlineData("ASSISTANT:  First. Second.  Third.</s>junk", "First.Second.")]
+    [InlineData("ASSISTANT: a red car, Alternatively a blue one", "a red car,.")]
+    [InlineData("ASSISTANT: x \u0130\u0130 alternative y", "x \u0130\u0130 al.")]   // as Python: the cut index comes from the longer lowered string
+    [InlineData("ASSISTANT: no dot at all", "no dot at all.")]
+    [InlineData("ASSISTANT:\x1c trailing \x1f", "trailing.")]
+    [InlineData("ASSISTANT: </s>", ".")]
+    [InlineData("", ".")]
+    public void RemoveAlter_as_mgie_module(string input, string expected)
+    {
+        static string U(string s) => System.Text.RegularExpressions.Regex.Unescape(s);
+        Assert.Equal(U(expected), LlavaInstructor.RemoveAlter(U(input)));
+    }
+
+    [Fact]
+    public void Sharded_bin_and_safetensors_shards_load_the_same_weights()
+    {
+        var tmp = Directory.CreateTempSubdirectory("elect-llava-st-");
+        try
+        {
+            foreach (var f in new[] { "config.json" }) File.Copy(Dir("LLaVA-7B-v1", f), Path.Combine(tmp.FullName, f));
+            foreach (var f in Directory.GetFiles(Dir("LLaVA-7B-v1-safetensors"))) File.Copy(f, Path.Combine(tmp.FullName, Path.GetFileName(f)));
+            using var a = LlamaForCausalLM.FromPretrained(Dir("LLaVA-7B-v1"));
+            using var b = LlamaForCausalLM.FromPretrained(tmp.FullName);
+            var sa = a.state_dict();
+            var sb = b.state_dict();
+            Assert.Equal(sa.Keys.OrderBy(x => x), sb.Keys.OrderBy(x => x));
+            Assert.Contains("model.mm_projector.weight", sa.Keys);
+            Assert.Contains("model.layers.1.mlp.down_proj.weight", sa.Keys);
+            foreach (var key in sa.Keys) Assert.True(MaxDiff(sa[key], sb[key]) == 0, key);
+        }
+        finally { tmp.Delete(true); }
+    }
+
+    [Fact]
+    public void Missing_shard_missing_tables_and_unsupported_config_are_refused()
+    {
+        var tmp = Directory.CreateTempSubdirectory("elect-llava-bad-");
+        try
+        {
+            foreach (var f in Directory.GetFiles(Dir("LLaVA-7B-v1"))) File.Copy(f, Path.Combine(tmp.FullName, Path.GetFileName(f)));
+            File.Delete(Path.Combine(tmp.FullName, "pytorch_model-00002-of-00002.bin"));
+            var e1 = Assert.Throws<FileNotFoundException>(() => LlamaForCausalLM.FromPretrained(tmp.FullName));
+            Assert.Contains("pytorch_model-00002-of-00002.bin", e1.Message);
+
+            var mllm = Mllm();
+            try
+            {
+                var noEmbed = mllm.Where(kv => kv.Key != "model.embed_tokens.weight").ToDictionary(kv => kv.Key, kv => kv.Value);
+                var e2 = Assert.Throws<InvalidDataException>(() => LlavaInstructor.Load(Dir("LLaVA-7B-v1"), Dir("clip-vit-large-patch14"), noEmbed, CPU, ScalarType.Float32));
+                Assert.Contains("model.embed_tokens.weight", e2.Message);
+                using var shortHead = mllm["lm_head.weight"][..1003];
+                var wrong = new Dictionary<string, Tensor>(mllm) { ["lm_head.weight"] = shortHead };
+                var e3 = Assert.Throws<InvalidDataException>(() => LlavaInstructor.Load(Dir("LLaVA-7B-v1"), Dir("clip-vit-large-patch14"), wrong, CPU, ScalarType.Float32));
+                Assert.Contains("lm_head.weight", e3.Message);
+                Assert.Contains("1011", e3.Message);
+            }
+            finally { foreach (var t in mllm.Values) t.Dispose(); }
+
+            var config = Path.Combine(tmp.FullName, "config.json");
+            var json = File.ReadAllText(config);
+            File.WriteAllText(config, json.Replace("\"rope_theta\"", "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0},\n  \"rope_theta\""));
+            var e4 = Assert.Throws<NotSupportedException>(() => LlamaConfig.Load(config));
+            Assert.Contains("rope_scaling", e4.Message);
+            File.WriteAllText(config, json.Replace("\"silu\"", "\"gelu\""));
+            var e5 = Assert.Throws<NotSupportedException>(() => LlamaConfig.Load(config));
+            Assert.Contains("hidden_act", e5.Message);
+            File.WriteAllText(config, json.Replace("\"rope_theta\"", "\"attention_bias\": true,\n  \"rope_theta\""));
+            Assert.Contains("attention_bias", Assert.Throws<NotSupportedException>(() => LlamaConfig.Load(config)).Message);
+        }
+        finally { tmp.Delete(true); }
     }
 }

@@ -11,14 +11,14 @@ namespace Elect.Evaluation;
 /// <summary>
 /// torchmetrics' <c>CLIPScore(model_name_or_path="openai/clip-vit-large-patch14")</c> as PIE-Bench calls it:
 /// <c>max(100 * cos(image_features, text_features), 0)</c>. The image goes through transformers 5's
-/// <c>CLIPImageProcessor</c> (torchvision backend): uint8 resized so the shorter side is 224 (bicubic, antialiased,
+/// <c>CLIPImageProcessor</c> (torchvision backend; <see cref="ClipImageProcessor"/>): uint8 resized so the shorter side is 224 (bicubic, antialiased,
 /// by libtorch's uint8 kernel as torchvision's <c>resize</c> calls it), centre-cropped to 224x224, <c>(x/255 - mean) / std</c> with
 /// OpenAI's mean and std; the text is tokenised without padding (one prompt) and cut to 77 ids as torchmetrics does.
 /// </summary>
 public sealed class ClipScore : IDisposable
 {
-    private static readonly float[] Mean = [0.48145466f, 0.4578275f, 0.40821073f];
-    private static readonly float[] Std = [0.26862954f, 0.26130258f, 0.27577711f];
+    private static readonly float[] Mean = ClipImageProcessor.OpenAiClipMean;
+    private static readonly float[] Std = ClipImageProcessor.OpenAiClipStd;
     private readonly ClipVisionModel _vision;
     private readonly ClipTextModel _text;
     private readonly ClipTokenizer _tokenizer;
@@ -66,20 +66,7 @@ public sealed class ClipScore : IDisposable
     public Tensor Preprocess(RgbImage image)
     {
         int size = _vision.Config.ImageSize;
-        using var scope = torch.NewDisposeScope();
-        var x = image.ToByteTensor().permute(2, 0, 1).unsqueeze(0).contiguous();
-        int h = image.Height, w = image.Width;
-        // transformers' get_resize_output_image_size(shortest_edge, default_to_square=False): the long side truncated
-        int nh, nw;
-        if (w <= h) { nw = size; nh = (int)(size * (long)h / w); }
-        else { nh = size; nw = (int)(size * (long)w / h); }
-        if (nh != h || nw != w)
-            x = nn.functional.interpolate(x, [nh, nw], mode: InterpolationMode.Bicubic, align_corners: false, antialias: true);   // libtorch's uint8 kernel, as torchvision calls it
-        int top = (int)Math.Round((nh - size) / 2.0, MidpointRounding.ToEven), left = (int)Math.Round((nw - size) / 2.0, MidpointRounding.ToEven);
-        x = x[.., .., top..(top + size), left..(left + size)];
-        var mean = torch.tensor(Mean).reshape(1, 3, 1, 1) * 255f;
-        var std = torch.tensor(Std).reshape(1, 3, 1, 1) * 255f;
-        return ((x.to(ScalarType.Float32) - mean) / std).MoveToOuterDisposeScope();
+        return ClipImageProcessor.Preprocess(image, size, size, size, Mean, Std);
     }
 
     /// <summary>The token ids torchmetrics passes: <c>[BOS, tokens..., EOS]</c> without padding, cut to 77.</summary>

@@ -112,6 +112,17 @@ internal sealed class ClipVisionTransformer : nn.Module
         var pooled = post_layernorm.forward(h[.., 0]);
         return (h.MoveToOuterDisposeScope(), penultimate.MoveToOuterDisposeScope(), pooled.MoveToOuterDisposeScope());
     }
+
+    /// <summary>transformers' <c>hidden_states[index]</c> for 0 &lt;= index &lt;= layers (0: the embeddings after
+    /// pre_layrnorm); runs only the layers needed.</summary>
+    public Tensor HiddenState(Tensor pixels, int index)
+    {
+        using var scope = torch.NewDisposeScope();
+        var h = pre_layrnorm.forward(embeddings.forward(pixels));
+        var layers = encoder.Layers;
+        for (int i = 0; i < index; i++) h = layers[i].forward(h);
+        return h.MoveToOuterDisposeScope();
+    }
 }
 
 /// <summary>Outputs of <see cref="ClipVisionModel"/>; owns its tensors.</summary>
@@ -172,5 +183,23 @@ public sealed class ClipVisionModel : nn.Module<Tensor, ClipVisionOutput>
         var (last, pen, pooled) = vision_model.Run(pixels.to(p.dtype).to(p.device));
         var embeds = visual_projection.forward(pooled);
         return new ClipVisionOutput(last.MoveToOuterDisposeScope(), pen.MoveToOuterDisposeScope(), pooled.MoveToOuterDisposeScope(), embeds.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// <c>vision_model(pixels, output_hidden_states=True).hidden_states[layer]</c> [B, 1+P, hidden], counted as transformers
+    /// counts them: <c>num_hidden_layers + 1</c> entries, index 0 the embeddings after <c>pre_layrnorm</c>, negative indices
+    /// from the end (LLaVA's <c>mm_vision_select_layer</c> -2 = the penultimate layer's output).
+    /// </summary>
+    public Tensor HiddenState(Tensor pixels, int layer)
+    {
+        if (pixels.dim() != 4 || pixels.shape[1] != Config.NumChannels)
+            throw new ArgumentException($"CLIP vision: pixel_values must be [batch, {Config.NumChannels}, H, W], got [{string.Join(", ", pixels.shape)}]");
+        int count = Config.NumHiddenLayers + 1;
+        int index = layer < 0 ? count + layer : layer;
+        if (index < 0 || index >= count)
+            throw new ArgumentOutOfRangeException(nameof(layer), $"CLIP vision: hidden_states[{layer}] does not exist ({count} hidden states: the embeddings and {Config.NumHiddenLayers} layers)");
+        using var scope = torch.NewDisposeScope();
+        var p = ((nn.Module)vision_model).parameters().First();
+        return vision_model.HiddenState(pixels.to(p.dtype).to(p.device), index).MoveToOuterDisposeScope();
     }
 }
