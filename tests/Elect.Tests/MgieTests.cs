@@ -313,4 +313,58 @@ public class MgieTests
             Directory.Delete(root, recursive: true);
         }
     }
+
+    // ---- the whole chain: image + instruction -> LLaVA (LlavaInstructor) -> edit head -> plain / ELECT ----
+
+    /// <summary>The mgie family as registered (LlavaInstructor), on the tiny checkpoint: ELECT and plain runs equal the goldens.</summary>
+    [SkippableFact]
+    public void FullChainThroughTheFamilyMatchesReference()
+    {
+        Fixtures.Require();
+        using var ckpt = new TinyCheckpoint();
+        using var editor = Editor.Load(ckpt.Folder, "mgie", CPU, ScalarType.Float32);
+        Assert.IsType<MgieModel>(editor.Model);
+        var g = EditGolden.Value;
+        for (int k = 0; k < Cases().Count; k++)
+        {
+            using var scope = NewDisposeScope();
+            var image = CaseImage(k);
+            var result = editor.Edit(image, Cases()[k].Instruction, Seeds(g, k), new EditOptions { InferenceSteps = 20 }, Selection);
+            Assert.Equal(Cases()[k].Expressive, result.Generated!.Text);
+            Assert.Equal(Cases()[k].Generated, result.Generated.GeneratedTokens);
+            AssertElectMatches(g, k, result);
+            using var plain = editor.Edit(image, Cases()[k].Instruction, [11], new EditOptions { InferenceSteps = 20 });
+            TensorAssert.Close(g[$"case{k}.plain.seed11"], plain.Images[11], 2e-3, $"case {k} plain seed 11 (whole chain)");
+        }
+    }
+
+    /// <summary><c>elect run-single --model mgie</c> end to end on the tiny checkpoint: outputs as the reference, the expressive instruction in the report.</summary>
+    [SkippableFact]
+    public void RunSingleEndToEndWritesTheExpressiveInstruction()
+    {
+        Fixtures.Require();
+        using var ckpt = new TinyCheckpoint();
+        var outDir = Path.Combine(ckpt.Root, "out");
+        var report = Path.Combine(ckpt.Root, "report.json");
+        var g = EditGolden.Value;
+        var (code, stdout, stderr) = CliHarness.Run("run-single", "--model", "mgie", "--model-path", ckpt.Folder, "--input", Tiny("inputs", Cases()[0].Image),
+            "--instruction", Cases()[0].Instruction, "--resolution", "128", "--inference-steps", "20", "--select-one-seed",
+            "--candidate-seeds", "11", "22", "33", "44", "--stopping-step", "8", "--last-step-for-mask-extraction", "4", "--visualize-all-seeds",
+            "--device", "cpu", "--output-dir", outDir, "--report", report, "--log-level", "warning");
+        Assert.True(code == 0, stderr);
+        foreach (var seed in Seeds(g, 0))
+        {
+            var file = Path.Combine(outDir, $"scene0_output_{seed}.png");
+            Assert.Contains(file, stdout);
+            using var png = RgbImage.Load(file).ToByteTensor();
+            Ip2pPipelineTests.AssertImageClose(g[$"case0.elect.output-{seed}"], png, $"cli seed {seed}");
+        }
+        using var doc = JsonDocument.Parse(File.ReadAllText(report));
+        var root = doc.RootElement;
+        Assert.Equal("mgie", root.GetProperty("model").GetString());
+        Assert.Equal(Cases()[0].Instruction, root.GetProperty("instruction").GetString());
+        Assert.Equal(Cases()[0].Expressive, root.GetProperty("expressive_instruction").GetString());
+        Assert.Equal(Cases()[0].Generated, root.GetProperty("generated_tokens").GetInt32());
+        Assert.Equal(g["case0.elect.best_seed"].data<long>()[0], root.GetProperty("best_seed").GetInt64());
+    }
 }

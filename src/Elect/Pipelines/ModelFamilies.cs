@@ -172,8 +172,7 @@ public static class ModelFamilies
     /// Builds MGIE's multimodal LLM (LLaVA-7B with MGIE's token embeddings) for the mgie family: LLaVA folder, vision-tower
     /// folder, the tensors of <c>mllm.pt</c> other than the edit head's.
     /// </summary>
-    public static Mgie.InstructorFactory MgieInstructor { get; } = (llava, vision, tensors, device, dtype) =>
-        throw new NotSupportedException("the MGIE multimodal LLM (LLaVA) is not part of this build yet");
+    public static Mgie.InstructorFactory MgieInstructor { get; } = Mgie.LlavaInstructor.Load;
 
     private static EditingModel LoadMgie(FamilyLoadRequest r)
     {
