@@ -367,4 +367,33 @@ public class MgieTests
         Assert.Equal(Cases()[0].Generated, root.GetProperty("generated_tokens").GetInt32());
         Assert.Equal(g["case0.elect.best_seed"].data<long>()[0], root.GetProperty("best_seed").GetInt64());
     }
+
+    /// <summary><c>elect run-dataset --model mgie</c>: each item's report and summary.json carry what the LLM wrote for it.</summary>
+    [SkippableFact]
+    public void RunDatasetRecordsEachItemsExpressiveInstruction()
+    {
+        Fixtures.Require();
+        using var ckpt = new TinyCheckpoint();
+        var data = Path.Combine(ckpt.Root, "data");
+        Directory.CreateDirectory(data);
+        var items = Cases().Select((c, k) => (Key: $"item{k}", c.Image, c.Instruction)).ToArray();
+        File.WriteAllText(Path.Combine(data, "dataset.json"), JsonSerializer.Serialize(items.ToDictionary(
+            i => i.Key, i => new Dictionary<string, string> { ["image_path"] = Tiny("inputs", i.Image), ["editing_instruction"] = i.Instruction })));
+        var outDir = Path.Combine(ckpt.Root, "out");
+        var (code, _, stderr) = CliHarness.Run("run-dataset", "--model", "mgie", "--model-path", ckpt.Folder, "--dataset-dir", data,
+            // 128 leaves both inputs as they are (the shorter side rounds up to 128, so 192x128 stays), as the reference's cases
+            "--resolution", "128", "--inference-steps", "4", "--select-one-seed", "--candidate-seeds", "1", "2", "--stopping-step", "2",
+            "--last-step-for-mask-extraction", "1", "--device", "cpu", "--output-dir", outDir, "--log-level", "warning");
+        Assert.True(code == 0, stderr);
+        using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "summary.json")));
+        var results = summary.RootElement.GetProperty("results").EnumerateArray().ToArray();
+        Assert.Equal(items.Length, results.Length);
+        for (int k = 0; k < items.Length; k++)
+        {
+            Assert.Equal(Cases()[k].Expressive, results[k].GetProperty("expressive_instruction").GetString());
+            Assert.Equal(Cases()[k].Generated, results[k].GetProperty("generated_tokens").GetInt32());
+            using var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, $"item{k}_report.json")));
+            Assert.Equal(Cases()[k].Expressive, report.RootElement.GetProperty("expressive_instruction").GetString());
+        }
+    }
 }
