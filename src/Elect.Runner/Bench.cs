@@ -42,6 +42,12 @@ public sealed record BenchOptions
 
     /// <summary>Architecture scale for random weights: 1 = full size; smaller values shrink channel widths (CPU smoke runs).</summary>
     public string Size { get; init; } = "full";
+
+    /// <summary>
+    /// mgie with random weights: how many of LLaMA-7B's 32 decoder layers to build (null: all; e.g. 2 on a CPU machine
+    /// without 26 GB for float32 weights); 0 builds no LLM (the [IMG] states are random and only the editing half runs).
+    /// </summary>
+    public int? LlmLayers { get; init; }
 }
 
 /// <summary>
@@ -94,7 +100,7 @@ public static class Bench
             Device = DeviceName(o.Device),
             Dtype = o.DType.ToString(),
             Family = o.Family,
-            Weights = o.ModelPath ?? $"random ({o.Size})",
+            Weights = o.ModelPath ?? $"random ({o.Size}{(o.Family == MgieModel.FamilyName && o.LlmLayers is { } n ? n == 0 ? "; no LLM: random [IMG] states" : $"; LLaMA decoder layers: {n} of {(o.Size == "tiny" ? 2 : 32)}" : "")})",
             DenoiserParameters = DenoiserParameters(model),
             Resolution = o.Resolution,
             Steps = o.Steps,
@@ -271,13 +277,15 @@ public static class Bench
     /// </summary>
     private static EditingModel RandomMgie(BenchOptions o)
     {
+        if (o.LlmLayers is < 0) throw new ArgumentOutOfRangeException(nameof(o.LlmLayers), "--llm-layers must be >= 0");
         var (unet, vae) = RandomSd15(o);
         var config = o.Size == "tiny" ? new EditMapperConfig(64, 32, 77, 64, 2, 2, unet.CrossAttentionDim) : EditMapperConfig.Mgie7B;
         var head = ModuleSetup.ForInference(Seeded(new EditMapper(config), 3), o.DType, o.Device);
         using var gen = new Generator(4);
         using var emb32 = randn([1, 8, config.LlmHidden], generator: gen);
         var emb = emb32.to(o.DType, o.Device);
-        return MgieModel.FromComponents(null, head, emb, unet, vae, Cfg(BenchConfigs.Ip2pScheduler, "scheduler", "full"), o.Device, o.DType);
+        var llm = o.LlmLayers == 0 ? null : RandomMgieInstructor.Build(o.Device, o.DType, o.LlmLayers, o.Size == "tiny");
+        return MgieModel.FromComponents(llm, head, emb, unet, vae, Cfg(BenchConfigs.Ip2pScheduler, "scheduler", "full"), o.Device, o.DType);
     }
 
     /// <summary>Divides channel widths by 8-10 (keeping group-norm divisibility) for quick CPU runs of the code path.</summary>
