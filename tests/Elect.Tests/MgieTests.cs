@@ -396,4 +396,20 @@ public class MgieTests
             Assert.Equal(Cases()[k].Expressive, report.RootElement.GetProperty("expressive_instruction").GetString());
         }
     }
+
+    /// <summary>An MGIE edit (the LLM's generation included) leaves no live tensor behind.</summary>
+    [SkippableFact]
+    public void EditsLeaveNoLiveTensors()
+    {
+        Fixtures.Require();
+        using var ckpt = new TinyCheckpoint();
+        using var editor = Editor.Load(ckpt.Folder, "mgie", CPU, ScalarType.Float32);
+        var input = CaseImage(0);
+        void EditOnce(int k)
+        {
+            using var result = editor.Edit(input, Cases()[0].Instruction, [1, 2], new EditOptions { InferenceSteps = 4 },
+                new SelectionOptions { StoppingStep = 2, LastMaskStep = 1 });
+        }
+        LeakCheck.NoTensorsLeftAlive(EditOnce, 3);
+    }
 }
