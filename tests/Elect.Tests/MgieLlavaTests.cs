@@ -67,6 +67,27 @@ public class MgieLlavaTests
         Assert.Equal(1000, tok.TokenId("<im_patch>"));
     }
 
+    [Fact]
+    public void Tokenizer_folders_other_than_LLaVA_are_refused()
+    {
+        var tmp = Directory.CreateTempSubdirectory("elect-llama-tok-");
+        try
+        {
+            foreach (var f in Directory.GetFiles(Dir("LLaVA-7B-v1"), "*.json").Append(Dir("LLaVA-7B-v1", "tokenizer.model")))
+                File.Copy(f, Path.Combine(tmp.FullName, Path.GetFileName(f)));
+            var config = Path.Combine(tmp.FullName, "config.json");
+            // transformers 5.12 loads a model_type "llama" folder as LlamaTokenizer: "hello" -> [1, 386 ('▁he'), ...], not [1, 260 ('he'), ...]
+            File.WriteAllText(config, File.ReadAllText(config).Replace("\"model_type\": \"llava\"", "\"model_type\": \"llama\""));
+            Assert.Contains("model_type", Assert.Throws<NotSupportedException>(() => LlamaTokenizer.FromFolder(tmp.FullName)).Message);
+            File.Delete(config);
+            Assert.Contains("absent", Assert.Throws<NotSupportedException>(() => LlamaTokenizer.FromFolder(tmp.FullName)).Message);
+            File.WriteAllText(Path.Combine(tmp.FullName, "tokenizer.json"), "{}");
+            Assert.Contains("tokenizer.json", Assert.Throws<NotSupportedException>(() => LlamaTokenizer.FromFolder(tmp.FullName)).Message);
+        }
+        finally { tmp.Delete(true); }
+        Assert.Equal([1L, 260, 290, 730, 269, 320, 592], MgieTokenizer().Encode("hello world"));
+    }
+
     private static readonly Lazy<Dictionary<string, Tensor>> GoldenLazy = new(() =>
     {
         TorchRuntime.Initialize();
@@ -99,8 +120,8 @@ public class MgieLlavaTests
     private static double MaxDiff(Tensor a, Tensor b)
     {
         Assert.Equal(b.shape, a.shape);
-        using var d = (a.to(ScalarType.Float64).cpu() - b.to(ScalarType.Float64).cpu()).abs().max();
-        return d.item<double>();
+        using var scope = torch.NewDisposeScope();
+        return (a.to(ScalarType.Float64).cpu() - b.to(ScalarType.Float64).cpu()).abs().max().item<double>();
     }
 
     private static void Close(Tensor got, Tensor want, double tol, string what)
@@ -192,6 +213,24 @@ public class MgieLlavaTests
         Assert.Equal(k == 0, c.GetProperty("img0_found").GetBoolean());
         Assert.Equal(c.GetProperty("p").GetInt32(),
             LlavaInstructor.SelectImageTokenStart(output.SequenceIds, output.SequenceIds.Length - 1, Instructor.Img0Id));
+    }
+
+    [Fact]
+    public void Instruct_in_float16_follows_the_same_path_and_leaves_no_tensors_alive()
+    {
+        // the published model runs in fp16 (on CUDA); on the CPU the tiny fixture's chain of tokens survives fp16 rounding
+        var mllm = Mllm();
+        using var fp16 = LlavaInstructor.Load(Dir("LLaVA-7B-v1"), Dir("clip-vit-large-patch14"), mllm, CPU, ScalarType.Float16);
+        foreach (var t in mllm.Values) t.Dispose();
+        var image = Input(0);
+        var instruction = Case(0).GetProperty("instruction").GetString()!;
+        LeakCheck.NoTensorsLeftAlive(_ =>
+        {
+            using var output = fp16.Instruct(image, instruction);
+            Assert.Equal(Golden["case0.sequences"].data<long>().ToArray(), output.SequenceIds);
+            Assert.Equal(ScalarType.Float32, output.ImageTokenStates.dtype);
+            Close(output.ImageTokenStates, Golden["case0.img_hidden"], 2e-2, "fp16 hid[p:p+8]");
+        }, 1);
     }
 
     [Fact]
@@ -297,5 +336,106 @@ public class MgieLlavaTests
             Assert.Contains("attention_bias", Assert.Throws<NotSupportedException>(() => LlamaConfig.Load(config)).Message);
         }
         finally { tmp.Delete(true); }
+    }
+}
+
+/// <summary>
+/// MGIE's LLM at the published width (LLaVA-7B-v1's LLaMA cut to 2 layers, + mm_projector; the clip-vit-large-patch14
+/// vision tower cut to 3 layers) with <see cref="SeededInit"/> weights against transformers 5.12
+/// (scripts/goldens/mgie_published_sizes.py, Data/published-sizes/llava-7b-v1-llama / clip-vit-large-patch14-vision):
+/// max |diff| &lt;= 1e-4 x max |golden|. About 0.67 B parameters (2.7 GB in float32); needs only committed data.
+/// </summary>
+[Collection("PublishedSize")]
+[Trait("Category", "PublishedSize")]
+public sealed class MgieLlavaPublishedSizeTests(Xunit.Abstractions.ITestOutputHelper output)
+{
+    private static (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Meta) Golden(string name)
+    {
+        var path = Repo.Data("published-sizes", name + ".safetensors");
+        using var f = File.OpenRead(path);
+        var len = new byte[8];
+        f.ReadExactly(len);
+        var header = new byte[BitConverter.ToInt64(len)];
+        f.ReadExactly(header);
+        using var doc = JsonDocument.Parse(header);
+        var meta = doc.RootElement.GetProperty("__metadata__").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString()!);
+        return (SafeTensors.Load(path), meta);
+    }
+
+    private static ModelConfig Cut(string name, string? section, string key, int value)
+    {
+        var path = Repo.Data("published-configs", name, "config.json");
+        var node = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        var target = section is null ? node : node[section]!.AsObject();
+        target[key] = value;
+        using var doc = JsonDocument.Parse(node.ToJsonString());
+        return new ModelConfig(section is null ? doc.RootElement : doc.RootElement.GetProperty(section), $"{path} (cut: {key}={value})");
+    }
+
+    private void Fill(nn.Module module, Dictionary<string, string> meta)
+    {
+        var (count, sha) = SeededInit.Fill(module, long.Parse(meta["seed"]));
+        Assert.Equal(meta["params_count"], count.ToString());
+        Assert.Equal(meta["params_sha256"], sha);
+    }
+
+    private void Close(Tensor expected, Tensor actual, string key, int stride = 1)
+    {
+        using var scope = torch.NewDisposeScope();
+        var a = actual.detach().cpu().to(ScalarType.Float64);
+        if (stride > 1) a = a.slice(-1, 0, a.shape[^1], stride);
+        var e = expected.to(ScalarType.Float64);
+        Assert.True(e.shape.SequenceEqual(a.shape), $"{key}: shape [{string.Join(",", a.shape)}], golden [{string.Join(",", e.shape)}]");
+        double maxDiff = (e - a).abs().max().item<double>(), maxRef = e.abs().max().item<double>();
+        output.WriteLine($"{key}: max |diff| = {maxDiff:G3} (max |golden| {maxRef:G3}, relative {maxDiff / maxRef:G3})");
+        Assert.True(maxDiff <= 1e-4 * maxRef, $"{key}: max |diff| = {maxDiff:G4} > 1e-4 x max |golden| {maxRef:G4}");
+    }
+
+    [Fact]
+    public void Llava7bLlamaMatchesTransformers()
+    {
+        TorchRuntime.Initialize();
+        var (g, meta) = Golden("llava-7b-v1-llama");
+        var cfg = LlamaConfig.From(Cut("llava-7b-v1", null, "num_hidden_layers", 2));
+        Assert.Equal(128, cfg.HeadDim);
+        using var llm = new LlamaForCausalLM(cfg);
+        Fill(llm, meta);
+        using var _ = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        var ids = g["input_ids"];
+        var states = new List<Tensor>();
+        var (_, logits) = llm.Forward(llm.Embed(ids), hiddenStates: states);
+        Close(g["logits"], logits[0], "logits", 4);
+        for (int i = 0; i < states.Count; i++) Close(g[$"hidden_states.{i}"], states[i][0], $"hidden_states.{i}", 8);
+        Close(g["projected"], llm.Project(g["features"]), "mm_projector", 8);
+        // the KV-cache path: 8 ids at once, then one at a time, against the full pass
+        using var cache = new LlamaKvCache(cfg.NumHiddenLayers);
+        var (_, first) = llm.Forward(llm.Embed(ids[.., ..8]), cache, lastLogitsOnly: true);
+        Close(g["logits"][7], first[0, 0], "cached logits[7]", 4);
+        for (int t = 8; t < 12; t++)
+        {
+            var (_, step) = llm.Forward(llm.Embed(ids[.., t..(t + 1)]), cache, lastLogitsOnly: true);
+            Close(g["logits"][t], step[0, 0], $"cached logits[{t}]", 4);
+            if (t == 11) Close(g["logits_last"], step[0, 0], "cached logits_last");
+        }
+        foreach (var t in g.Values) t.Dispose();
+    }
+
+    [Fact]
+    public void ClipLargeVisionSelectLayerMatchesTransformers()
+    {
+        TorchRuntime.Initialize();
+        var (g, meta) = Golden("clip-vit-large-patch14-vision");
+        var vc = Cut("clip-vit-large-patch14", "vision_config", "num_hidden_layers", 3);
+        var cfg = Elect.Models.Vision.ClipVisionConfig.From(vc) with { ProjectionDim = 768 };
+        using var vision = new Elect.Models.Vision.ClipVisionModel(cfg);
+        Fill(vision, meta);
+        using var _ = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        using var gen = new Generator(ulong.Parse(meta["seed"]) + 1);
+        var pixels = torch.randn([1, 3, 224, 224], generator: gen);
+        Close(g["select"], vision.HiddenState(pixels, -2)[.., 1..], "hidden_states[-2][:, 1:]", 8);
+        Close(g["embeddings"], vision.HiddenState(pixels, 0), "hidden_states[0]", 8);
+        foreach (var t in g.Values) t.Dispose();
     }
 }

@@ -30,7 +30,8 @@ namespace Elect.Text;
 /// <item>decoder: <c>Replace("▁", " ")</c>, <c>ByteFallback</c>, <c>Fuse</c> over every token, added tokens included
 /// (no leading-space strip).</item>
 /// </list>
-/// A folder with a tokenizer.json is refused (5.12 would use that file as is; not ported).
+/// A folder with a tokenizer.json is refused (5.12 would use that file as is; not ported), and so is a folder whose
+/// config.json is not <c>model_type</c> "llava" (5.12 gives those its LlamaTokenizer class, which prepends '▁').
 /// </remarks>
 public sealed class LlamaTokenizer
 {
@@ -98,6 +99,7 @@ public sealed class LlamaTokenizer
             throw new NotSupportedException($"{dir}: has a tokenizer.json; only the tokenizer.model folder layout of LLaVA-7B-v1 is supported (transformers 5 would use tokenizer.json as is)");
         var modelPath = Path.Combine(dir, "tokenizer.model");
         if (!File.Exists(modelPath)) throw new FileNotFoundException($"LLaMA tokenizer: missing tokenizer.model in {dir}", modelPath);
+        RequireLlavaFolder(dir);
         var proto = SentencePieceModel.Load(modelPath);
         if (proto.Type != SentencePieceModel.ModelType.Bpe)
             throw new NotSupportedException($"{modelPath}: SentencePiece model type {proto.Type} is not supported (LLaMA uses a BPE model)");
@@ -169,6 +171,29 @@ public sealed class LlamaTokenizer
             : throw new InvalidDataException($"LLaMA tokenizer: {role} '{token}' is neither a piece of {modelPath} nor an added token");
         bool addBos = ConfigBool(config, dir, "add_bos_token", true), addEos = ConfigBool(config, dir, "add_eos_token", false);
         return new LlamaTokenizer(proto, tokens, Lookup(bosToken, "bos_token"), Lookup(eosToken, "eos_token"), addBos, addEos);
+    }
+
+    /// <summary>
+    /// transformers 5.12 builds the TokenizersBackend described above only for a folder whose config.json says
+    /// <c>model_type</c> "llava"; any other folder gets its LlamaTokenizer class (a Metaspace pre-tokeniser that prepends
+    /// '▁': "hello" -> "▁he ll o", not "he ll o"), which is not ported.
+    /// </summary>
+    private static void RequireLlavaFolder(string dir)
+    {
+        var path = Path.Combine(dir, "config.json");
+        string? modelType = null;
+        if (File.Exists(path))
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+                if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("model_type", out var m) && m.ValueKind == JsonValueKind.String)
+                    modelType = m.GetString();
+            }
+            catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e); }
+        }
+        if (modelType != "llava")
+            throw new NotSupportedException($"{dir}: config.json model_type is {(modelType is null ? "absent" : $"\"{modelType}\"")}; only a LLaVA folder (model_type \"llava\", whose tokenizer transformers 5.12 loads as TokenizersBackend) is supported, not transformers' LlamaTokenizer class");
     }
 
     private static bool ConfigBool(ClipTokenizerConfig config, string dir, string key, bool fallback)
@@ -338,7 +363,8 @@ public sealed class LlamaTokenizer
         return merges;
     }
 
-    /// <summary><c>tokenizer.decode(ids)</c> (special tokens kept, no clean-up).</summary>
+    /// <summary><c>tokenizer.decode(ids)</c>: special tokens kept, no clean-up (transformers 5.12 ignores
+    /// <c>clean_up_tokenization_spaces</c> for a BPE model); ids outside the vocabulary are skipped, as tokenizers does.</summary>
     public string Decode(IEnumerable<long> ids)
     {
         ArgumentNullException.ThrowIfNull(ids);
