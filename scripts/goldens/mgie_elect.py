@@ -20,7 +20,7 @@ torch.float16 reads float32); (4) the scheduler's step index is set for the curr
 (the authors set it after, so their first candidate was scaled with the previous sigma). numpy 2's percentile(method=)
 stands in for the removed interpolation= keyword. As a check of the set-up, the fixtures' own ip2p.elect run is redone
 first on ip2p-tiny's own UNet and must reproduce golden.safetensors (best seed, BIS to 1e-5, images within 1 level),
-and its ip2p.vanilla.seed11 to 1e-5.
+as must its ip2p.elect2 (non-square, only the winner kept) and its ip2p.vanilla.seed11 (to 1e-5).
 
     REF_MOUNTS=/work/shared REF_PYTHONPATH=/tmp/refsrc/diffusers/src:/tmp/refsrc/elect \\
         ../shared/reference/py scripts/goldens/mgie_elect.py ../shared/fixtures tests/Elect.Tests/Data/mgie-tiny \\
@@ -94,7 +94,7 @@ def index_before_scaling(pipe):
     scheduler.scale_model_input = scale_model_input.__get__(scheduler)
 
 
-def elect(pipe, image, seeds, **call):
+def elect(pipe, image, seeds, visualize_all_seeds=True, **call):
     ens.cv2.size = image.size  # (width, height)
     bis = []
     original = type(pipe).calculate_BIS
@@ -107,9 +107,10 @@ def elect(pipe, image, seeds, **call):
     pipe.calculate_BIS = calculate_bis.__get__(pipe)
     with torch.no_grad():
         out = pipe.get_best_output_from_various_seeds(
-            image=image, args=argparse.Namespace(candidate_seeds=seeds, visualize_all_seeds=True), **ELECT, **call)
+            image=image, args=argparse.Namespace(candidate_seeds=seeds, visualize_all_seeds=visualize_all_seeds), **ELECT, **call)
     del pipe.calculate_BIS
-    best = [int(k.rsplit("-", 1)[1]) for k in out if k.startswith("output-best_seed-")]
+    best = [int(k.rsplit("-", 1)[1]) for k in out if k.startswith("output-best_seed-")] if visualize_all_seeds else \
+        [int(k.rsplit("-", 1)[1]) for k in out if k.startswith("output-") and k != "output-mask"]
     assert len(best) == 1
     t = {
         "seeds": torch.tensor(seeds, dtype=torch.int64),
@@ -145,9 +146,16 @@ def main():
     assert int(check["best_seed"][0]) == int(golden["ip2p.elect.best_seed"][0]), (check["best_seed"], golden["ip2p.elect.best_seed"])
     bis_diff = (check["bis"] - golden["ip2p.elect.bis"].double()).abs().max().item()
     img_diff = max((check[k].int() - golden["ip2p.elect." + k].int()).abs().max().item() for k in check if k.startswith("output-"))
+    mushroom = Image.open(os.path.join(fixtures, "models", "ip2p-input2.png")).convert("RGB")
+    ELECT.update(num_inference_steps=10, stopping_step=4, last_step_for_mask_extraction=3)
+    check2 = elect(pipe, mushroom, [101, 202, 303], visualize_all_seeds=False, prompt=["change the red mushroom into a blue one"])
+    ELECT.update(num_inference_steps=STEPS, stopping_step=8, last_step_for_mask_extraction=4)
+    assert int(check2["best_seed"][0]) == int(golden["ip2p.elect2.best_seed"][0]), (check2["best_seed"], golden["ip2p.elect2.best_seed"])
+    bis_diff = max(bis_diff, (check2["bis"] - golden["ip2p.elect2.bis"].double()).abs().max().item())
+    img_diff = max(img_diff, max((check2[k].int() - golden["ip2p.elect2." + k].int()).abs().max().item() for k in check2 if k.startswith("output-")))
     vanilla = plain(pipe, cat, 11, prompt=["Replace the cat with a bear"], guidance_scale=7.5, image_guidance_scale=1.5)
     vanilla_diff = (vanilla - golden["ip2p.vanilla.seed11"].float()).abs().max().item()
-    print("set-up check vs golden.safetensors: ip2p.elect max BIS diff", bis_diff, "max 8-bit diff", img_diff,
+    print("set-up check vs golden.safetensors: ip2p.elect and ip2p.elect2 max BIS diff", bis_diff, "max 8-bit diff", img_diff,
           "; ip2p.vanilla.seed11 max diff", vanilla_diff, file=sys.stderr)
     assert bis_diff <= 1e-5 and img_diff <= 1 and vanilla_diff <= 1e-5, (bis_diff, img_diff, vanilla_diff)
 
