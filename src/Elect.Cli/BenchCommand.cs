@@ -29,9 +29,10 @@ internal static class BenchCommand
         var maxBatch = new Option<int?>("--max-batch") { Description = "Candidates per model call" };
         var modes = new Option<string[]>("--modes") { Description = "Any of plain, elect, best-of-n, elect-sequential, separated by spaces, commas or '|'", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => [.. Bench.DefaultModes] };
         var size = new Option<string>("--size") { Description = "Random-weight architecture: full (real sizes) or tiny (CPU smoke runs)", DefaultValueFactory = _ => "full" };
+        var llmLayers = new Option<int?>("--llm-layers") { Description = "mgie with random weights: LLaMA-7B decoder layers to build (default all 32; e.g. 2 on a CPU; 0: no LLM, random [IMG] states)" };
         var output = new Option<string?>("--output") { Description = "Also write the JSON here" };
         var logLevel = new Option<string>("--log-level") { DefaultValueFactory = _ => "information", Description = "Logging threshold" };
-        foreach (var o in new Option[] { model, modelPath, device, dtype, resolution, steps, candidates, stop, lastMask, runs, warmup, maxBatch, modes, size, output, logLevel })
+        foreach (var o in new Option[] { model, modelPath, device, dtype, resolution, steps, candidates, stop, lastMask, runs, warmup, maxBatch, modes, size, llmLayers, output, logLevel })
             c.Add(o);
         c.SetAction(p => ElectCli.Guard(stderr, p.GetValue(logLevel)!, log =>
         {
@@ -60,6 +61,7 @@ internal static class BenchCommand
                 MaxBatch = p.GetValue(maxBatch),
                 Modes = modeList,
                 Size = p.GetValue(size)!,
+                LlmLayers = p.GetValue(llmLayers),
             }, log, partial =>
             {
                 // each mode's figures land in --output as soon as the mode completes (atomic rewrite)

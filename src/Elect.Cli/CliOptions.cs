@@ -7,7 +7,8 @@ namespace Elect.Cli;
 internal sealed class CliOptions
 {
     public readonly Option<string> Model = new("--model") { Description = $"Model family: {ModelFamilies.NamesInProse()}", DefaultValueFactory = _ => "instructpix2pix" };
-    public readonly Option<string?> ModelPath = new("--model-path") { Description = "diffusers-format checkpoint folder (default: checkpoints/<model>)" + string.Concat(ModelFamilies.All.Where(f => f.Checkpoint == CheckpointLayout.SingleFile).Select(f => $"; for {f.Name} the single-file checkpoint (default: {f.DefaultCheckpoint})")) };
+    public readonly Option<string?> ModelPath = new("--model-path") { Description = "diffusers-format checkpoint folder (default: checkpoints/<model>)" + string.Concat(ModelFamilies.All.Where(f => f.Checkpoint == CheckpointLayout.SingleFile).Select(f => $"; for {f.Name} the single-file checkpoint (default: {f.DefaultCheckpoint})"))
+        + string.Concat(ModelFamilies.All.Where(f => f.Checkpoint == CheckpointLayout.Bundle).Select(f => $"; for {f.Name} its folder of parts (default: {f.DefaultCheckpoint}, layout in the README)")) };
     public readonly Option<string?> TokenizerPath = new("--tokenizer-path") { Description = "instructdiffusion: CLIP tokenizer + config.json folder (default: checkpoints/clip-vit-large-patch14)" };
     public readonly Option<string> OutputDir = new("--output-dir") { Description = "Where outputs are written", DefaultValueFactory = _ => "./outputs" };
     public readonly Option<int> Resolution = new("--resolution") { Description = "Longer image side before editing (sides become multiples of 64)", DefaultValueFactory = _ => 512 };

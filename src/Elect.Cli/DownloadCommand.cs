@@ -34,7 +34,8 @@ internal static class DownloadCommand
             {
                 if (family.RepoId is null)
                 {
-                    log.LogInformation("{Name}: {Note}", name, family.Note);
+                    // nothing to fetch (demo), or nothing elect can fetch (mgie): the note says what to do, on stdout
+                    stdout.WriteLine($"{name}: {family.Note}");
                     return 0;
                 }
                 repoId = family.RepoId;

@@ -10,6 +10,7 @@ using Elect.Models.Unets;
 using Elect.Pipelines;
 using Elect.Pipelines.InstructDiffusion;
 using Elect.Pipelines.InstructPix2Pix;
+using Elect.Pipelines.Mgie;
 using Elect.Pipelines.UltraEdit;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -41,6 +42,12 @@ public sealed record BenchOptions
 
     /// <summary>Architecture scale for random weights: 1 = full size; smaller values shrink channel widths (CPU smoke runs).</summary>
     public string Size { get; init; } = "full";
+
+    /// <summary>
+    /// mgie with random weights: how many of LLaMA-7B's 32 decoder layers to build (null: all; e.g. 2 on a CPU machine
+    /// without 26 GB for float32 weights); 0 builds no LLM (the [IMG] states are random and only the editing half runs).
+    /// </summary>
+    public int? LlmLayers { get; init; }
 }
 
 /// <summary>
@@ -93,7 +100,7 @@ public static class Bench
             Device = DeviceName(o.Device),
             Dtype = o.DType.ToString(),
             Family = o.Family,
-            Weights = o.ModelPath ?? $"random ({o.Size})",
+            Weights = o.ModelPath ?? $"random ({o.Size}{(o.Family == MgieModel.FamilyName && o.LlmLayers is { } n ? n == 0 ? "; no LLM: random [IMG] states" : $"; LLaMA decoder layers: {n} of {(o.Size == "tiny" ? 2 : 32)}" : "")})",
             DenoiserParameters = DenoiserParameters(model),
             Resolution = o.Resolution,
             Steps = o.Steps,
@@ -101,7 +108,7 @@ public static class Bench
             StoppingStep = o.StoppingStep,
             MaxBatch = o.MaxBatch,
             DateUtc = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", System.Globalization.CultureInfo.InvariantCulture),
-            Excluded = "text encoding",
+            Excluded = model is MgieModel { Instructor: not null } ? "nothing (the multimodal LLM's generation is in the prepare phase)" : "text encoding",
             Complete = false,
         };
         // each document handed out holds the modes done so far (its own copy)
@@ -163,6 +170,13 @@ public static class Bench
         using var gen = new Generator(1234);
         switch (model)
         {
+            case MgieModel mgie when mgie.Instructor is null:
+            {
+                using var states = randn([8, mgie.EditHead.Config.LlmHidden], generator: gen);
+                return mgie.PrepareWithStates(image, states);
+            }
+            case MgieModel mgie:
+                return mgie.Prepare(image, "turn it into a watercolour painting");   // the multimodal LLM runs: part of MGIE's prepare phase
             case InstructPix2PixModel ip2p when ip2p.TextEncoder is null:
             {
                 using var text = randn([1, tokens, ip2p.Unet.CrossAttentionDim], generator: gen);
@@ -198,6 +212,7 @@ public static class Bench
             ["magicbrush"] = (RandomInstructPix2Pix, 77),
             ["ultraedit"] = (RandomUltraEdit, 154),
             ["instructdiffusion"] = (RandomInstructDiffusion, 77),
+            ["mgie"] = (RandomMgie, 77),
             ["demo"] = (o => Pipelines.Demo.DemoModel.Load(o.Device, o.DType), 77),   // tiny whatever --size says: the demo family itself
         };
 
@@ -254,6 +269,23 @@ public static class Bench
     {
         var (unet, vae) = RandomSd15(o);
         return InstructDiffusionModel.FromComponents(LdmConfig.InstructDiffusion, null, null, unet, vae, o.Device, o.DType);
+    }
+
+    /// <summary>
+    /// MGIE: the SD 1.5 InstructPix2Pix UNet and VAE with MGIE's edit head (4096 -> 512, 4 + 4 layers, -> 768) and
+    /// <c>emb</c>, seeded random weights; the [IMG] states are random (no multimodal LLM in this build).
+    /// </summary>
+    private static EditingModel RandomMgie(BenchOptions o)
+    {
+        if (o.LlmLayers is < 0) throw new ArgumentOutOfRangeException(nameof(o.LlmLayers), "--llm-layers must be >= 0");
+        var (unet, vae) = RandomSd15(o);
+        var config = o.Size == "tiny" ? new EditMapperConfig(64, 32, 77, 64, 2, 2, unet.CrossAttentionDim) : EditMapperConfig.Mgie7B;
+        var head = ModuleSetup.ForInference(Seeded(new EditMapper(config), 3), o.DType, o.Device);
+        using var gen = new Generator(4);
+        using var emb32 = randn([1, 8, config.LlmHidden], generator: gen);
+        var emb = emb32.to(o.DType, o.Device);
+        var llm = o.LlmLayers == 0 ? null : RandomMgieInstructor.Build(o.Device, o.DType, o.LlmLayers, o.Size == "tiny");
+        return MgieModel.FromComponents(llm, head, emb, unet, vae, Cfg(BenchConfigs.Ip2pScheduler, "scheduler", "full"), o.Device, o.DType);
     }
 
     /// <summary>Divides channel widths by 8-10 (keeping group-norm divisibility) for quick CPU runs of the code path.</summary>

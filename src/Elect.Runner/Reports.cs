@@ -140,6 +140,14 @@ public sealed record EditReport
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyList<StopCheckReport>? StopChecks { get; init; }
 
+    /// <summary>The instruction the family's multimodal LLM wrote from the image and <see cref="Instruction"/> (MGIE).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ExpressiveInstruction { get; init; }
+
+    /// <summary>How many tokens the multimodal LLM generated for <see cref="ExpressiveInstruction"/>.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? GeneratedTokens { get; init; }
+
     /// <summary>The report of one edit: candidates and their BIS, the winner, model evaluations and phase times.</summary>
     public static EditReport Create(string name, string instruction, EditResult result, IReadOnlyList<string> files, Editor? editor = null) => new()
     {
@@ -173,6 +181,8 @@ public sealed record EditReport
             Leader = result.Seeds[s.Leader],
             Margin = double.IsFinite(s.Margin) ? s.Margin : null,
         }).ToArray(),
+        ExpressiveInstruction = result.Generated?.Text,
+        GeneratedTokens = result.Generated?.GeneratedTokens,
     };
 }
 

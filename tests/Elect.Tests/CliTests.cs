@@ -103,6 +103,7 @@ public sealed class CliTests : IDisposable
     [Theory]
     [InlineData("instructpix2pix")]
     [InlineData("ultraedit")]
+    [InlineData("mgie")]
     public void BenchRunsEveryModeOnTinyRandomModels(string model)
     {
         var output = Path.Combine(_tmp, $"bench-{model}.json");

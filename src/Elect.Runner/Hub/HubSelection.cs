@@ -137,6 +137,13 @@ public static class FamilyDownloads
             "the InstructDiffusion weights are not in a Hub repository elect knows: download v1-5-pruned-emaonly-adaption-task.ckpt (several GB) from the InstructDiffusion authors' release " +
             "(github.com/cientgu/InstructDiffusion, README 'Pre-trained models') to checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt; this command fetched only the CLIP tokenizer and text-encoder config it needs",
             "about 4 MB (CLIP tokenizer and config; the .ckpt comes from the authors' release)"),
+        ["mgie"] = new(null, Path.Combine("checkpoints", "mgie"), null,
+            "MGIE cannot be downloaded by elect: put into checkpoints/mgie (1) LLaVA-7B-v1/: LLaVA-Lightning-7B-v1-1 merged from LLaMA-7B (Hugging Face format) and the delta liuhaotian/LLaVA-Lightning-7B-delta-v1-1 " +
+            "with LLaVA's 'python -m llava.model.apply_delta --base <llama-7b> --target checkpoints/mgie/LLaVA-7B-v1 --delta liuhaotian/LLaVA-Lightning-7B-delta-v1-1'; " +
+            "(2) mgie_7b/mllm.pt and mgie_7b/unet.pt: extract https://docs-assets.developer.apple.com/ml-research/models/mgie/mgie_7b.tar.gz (Apple's CDN) there; " +
+            "(3) clip-vit-large-patch14/: 'elect download openai/clip-vit-large-patch14 --local-dir checkpoints/mgie/clip-vit-large-patch14 --include \"*.json\" \"*.txt\" model.safetensors'; " +
+            "(4) instruct-pix2pix/: 'elect download instructpix2pix --local-dir checkpoints/mgie/instruct-pix2pix' (or keep checkpoints/instructpix2pix beside it); the README's 'MGIE checkpoints' has the details",
+            "about 14 GB (LLaVA-7B fp16) + 0.5 GB (mllm.pt) + 1.7 GB (unet.pt) + 1.7 GB (CLIP ViT-L/14) + the InstructPix2Pix VAE"),
         ["demo"] = new(null, "", null, "the demo model is built in memory with random weights: there is nothing to download", "0"),
     };
 

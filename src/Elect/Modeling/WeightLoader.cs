@@ -95,8 +95,15 @@ public static class WeightLoader
     /// </summary>
     public static void Load(nn.Module module, string componentDir, Func<string, bool>? ignoreUnexpected = null,
                             Func<string, string?>? rename = null)
+        => LoadFiles(module, FindWeightFiles(componentDir), componentDir, ignoreUnexpected, rename);
+
+    /// <summary>
+    /// <see cref="Load"/> from named weight files (safetensors or torch.save state dicts, e.g. MGIE's <c>unet.pt</c>) with
+    /// the same strict matching; <paramref name="source"/> names them in the missing-tensor error.
+    /// </summary>
+    public static void LoadFiles(nn.Module module, IReadOnlyList<string> files, string source, Func<string, bool>? ignoreUnexpected = null,
+                                 Func<string, string?>? rename = null)
     {
-        var files = FindWeightFiles(componentDir);
         var target = module.state_dict();
         var seen = new HashSet<string>(StringComparer.Ordinal);
         using var _ = torch.no_grad();
@@ -135,7 +142,7 @@ public static class WeightLoader
         }
         var missing = target.Keys.Where(k => !seen.Contains(k)).ToList();
         if (missing.Count > 0)
-            throw new InvalidDataException($"{componentDir}: missing tensor{(missing.Count > 1 ? "s" : "")} '{string.Join("', '", missing.Take(5))}'{(missing.Count > 5 ? $" and {missing.Count - 5} more" : "")} in {string.Join(", ", files.Select(Path.GetFileName))}");
+            throw new InvalidDataException($"{source}: missing tensor{(missing.Count > 1 ? "s" : "")} '{string.Join("', '", missing.Take(5))}'{(missing.Count > 5 ? $" and {missing.Count - 5} more" : "")} in {string.Join(", ", files.Select(Path.GetFileName))}");
     }
 }
 

@@ -19,6 +19,9 @@ public sealed class EditCondition : IDisposable
     public required long LatentHeight { get; init; }
     public required long LatentWidth { get; init; }
 
+    /// <summary>What the family's multimodal LLM wrote for this edit (MGIE's expressive instruction); null for the other families.</summary>
+    public GeneratedInstruction? Generated { get; set; }
+
     public long ImageHeight => DecodedInput.shape[2];
     public long ImageWidth => DecodedInput.shape[3];
 
@@ -39,6 +42,12 @@ public sealed class EditCondition : IDisposable
         Conditioning.Dispose();
     }
 }
+
+/// <summary>
+/// The instruction a family's multimodal LLM generated from the image and the user's instruction (MGIE's expressive
+/// instruction, after its <c>remove_alter</c> clean-up) and how many tokens it generated.
+/// </summary>
+public sealed record GeneratedInstruction(string Text, int GeneratedTokens);
 
 /// <summary>The guided prediction of n candidates [n, C, h, w] and the two branch outputs the relevance map compares (text and image branch).</summary>
 public readonly record struct GuidedPrediction(Tensor Guided, Tensor Text, Tensor Image);

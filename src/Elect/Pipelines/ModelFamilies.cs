@@ -19,6 +19,9 @@ public enum CheckpointLayout
 
     /// <summary>No checkpoint: the model is built in memory (the <c>demo</c> family).</summary>
     BuiltIn,
+
+    /// <summary>A folder of several published parts in the family's own layout (<c>mgie</c>: see <see cref="Mgie.MgiePaths"/>).</summary>
+    Bundle,
 }
 
 /// <summary>What a family's loader gets: the checkpoint path, the tokenizer folder (single-file families) and where to run.</summary>
@@ -97,6 +100,12 @@ public static class ModelFamilies
         },
         new()
         {
+            Name = Mgie.MgieModel.FamilyName, DefaultTextGuidance = 7.5f, Checkpoint = CheckpointLayout.Bundle,
+            DefaultCheckpoint = Path.Combine("checkpoints", "mgie"), TakesMask = false,
+            Load = LoadMgie,
+        },
+        new()
+        {
             Name = "demo", DefaultTextGuidance = 7.5f, Checkpoint = CheckpointLayout.BuiltIn,
             DefaultCheckpoint = DemoCheckpoint, TakesMask = false,
             Load = LoadDemo,
@@ -156,6 +165,23 @@ public static class ModelFamilies
         var model = Demo.DemoModel.Load(r.Device, r.DType);
         r.Log.LogWarning("{Warning}", Demo.DemoModel.Warning);
         r.Log.LogInformation("built the demo model on {Device} ({DType}) in {Seconds:F1} s", r.Device, r.DType, sw.Elapsed.TotalSeconds);
+        return model;
+    }
+
+    /// <summary>
+    /// Builds MGIE's multimodal LLM (LLaVA-7B with MGIE's token embeddings) for the mgie family: LLaVA folder, vision-tower
+    /// folder, the tensors of <c>mllm.pt</c> other than the edit head's.
+    /// </summary>
+    public static Mgie.InstructorFactory MgieInstructor { get; } = Mgie.LlavaInstructor.Load;
+
+    private static EditingModel LoadMgie(FamilyLoadRequest r)
+    {
+        if (r.TokenizerPath is not null)
+            throw new ArgumentException("Editor.Load(tokenizerPath) is only for the instructdiffusion family; MGIE's LLaVA folder carries its own tokenizer", "tokenizerPath");
+        TorchRuntime.Initialize(r.Device);
+        var sw = Stopwatch.StartNew();
+        var model = Mgie.MgieModel.Load(r.CheckpointPath, r.Device, r.DType, MgieInstructor);
+        r.Log.LogInformation("loaded mgie from {Folder} on {Device} ({DType}) in {Seconds:F1} s", r.CheckpointPath, r.Device, r.DType, sw.Elapsed.TotalSeconds);
         return model;
     }
 

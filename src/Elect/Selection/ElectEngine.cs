@@ -76,6 +76,9 @@ public sealed class EditResult : IDisposable
 
     public required PhaseTimes Times { get; init; }
 
+    /// <summary>What the family's multimodal LLM wrote for the edit (MGIE), from the condition; null for the other families.</summary>
+    public GeneratedInstruction? Generated { get; init; }
+
     public void Dispose()
     {
         foreach (var t in Images.Values) t.Dispose();
@@ -211,6 +214,7 @@ public sealed class ElectEngine
             AllSeedsKept = selection is null || selection.KeepAllSeeds,
             ModelEvaluations = run.Evaluations,
             Times = new PhaseTimes(prepareTime.TotalSeconds, tCandidates, tSelection, tFinish, tDecode),
+            Generated = condition.Generated,
         };
     }
 

@@ -16,13 +16,14 @@ namespace Elect.Pipelines.InstructPix2Pix;
 /// Conventions as diffusers' StableDiffusionInstructPix2PixPipeline: prompt embeddings
 /// [text, empty, empty], image latents = posterior mode (unscaled) with zeros for the
 /// unconditional branch, final latents decoded after dividing by the VAE scaling factor.
+/// MGIE (<see cref="Mgie.MgieModel"/>) is this pipeline with its own UNet weights and MLLM-made prompt embeddings.
 /// </summary>
-public sealed class InstructPix2PixModel : ClipUnetEditingModel
+public class InstructPix2PixModel : ClipUnetEditingModel
 {
     private readonly string _name;
     private readonly ModelConfig _schedulerConfig;
 
-    private InstructPix2PixModel(string name, ClipTokenizer? tokenizer, ClipTextModel? textEncoder, UNet2DConditionModel unet,
+    protected InstructPix2PixModel(string name, ClipTokenizer? tokenizer, ClipTextModel? textEncoder, UNet2DConditionModel unet,
                                  AutoencoderKL vae, ModelConfig schedulerConfig, Device device, ScalarType dtype)
         : base(tokenizer, textEncoder, unet, vae, device, dtype)
     {
