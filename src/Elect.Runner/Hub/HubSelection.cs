@@ -142,7 +142,7 @@ public static class FamilyDownloads
             "with LLaVA's 'python -m llava.model.apply_delta --base <llama-7b> --target checkpoints/mgie/LLaVA-7B-v1 --delta liuhaotian/LLaVA-Lightning-7B-delta-v1-1'; " +
             "(2) mgie_7b/mllm.pt and mgie_7b/unet.pt: extract https://docs-assets.developer.apple.com/ml-research/models/mgie/mgie_7b.tar.gz (Apple's CDN) there; " +
             "(3) clip-vit-large-patch14/: 'elect download openai/clip-vit-large-patch14 --local-dir checkpoints/mgie/clip-vit-large-patch14 --include \"*.json\" \"*.txt\" model.safetensors'; " +
-            "(4) instruct-pix2pix/: 'elect download instructpix2pix --local-dir checkpoints/mgie/instruct-pix2pix' (or keep checkpoints/instructpix2pix beside it); the README's 'MGIE checkpoints' has the details",
+            "(4) instruct-pix2pix/: 'elect download instructpix2pix --local-dir checkpoints/mgie/instruct-pix2pix' (or keep checkpoints/instructpix2pix beside it); the README's section 'MGIE' has the details",
             "about 14 GB (LLaVA-7B fp16) + 0.5 GB (mllm.pt) + 1.7 GB (unet.pt) + 1.7 GB (CLIP ViT-L/14) + the InstructPix2Pix VAE"),
         ["demo"] = new(null, "", null, "the demo model is built in memory with random weights: there is nothing to download", "0"),
     };

@@ -30,7 +30,7 @@ public sealed record MgiePaths(string Folder, string Llava, string Mllm, string 
     /// <summary>LLaVA's <c>mm_vision_tower</c> when its config does not name one.</summary>
     public const string DefaultVisionTower = "openai/clip-vit-large-patch14";
 
-    private const string Where = "(--model-path names the MGIE folder; see the README's 'MGIE checkpoints')";
+    private const string Where = "(--model-path names the MGIE folder; see the README's section 'MGIE')";
 
     /// <summary>
     /// The parts of <paramref name="folder"/>; a missing one throws naming the path and what belongs there. The vision
