@@ -67,8 +67,7 @@ internal static class EvaluateCommand
             }
             using var dinoScope = dino;
             var csv = p.GetValue(result) ?? Path.Combine(outs[0], "evaluation_result.csv");
-            Elect.Modeling.TorchRuntime.Initialize();
-            var (items, summary) = DatasetEvaluation.Run(new EvaluationOptions
+            return RunAndReport(p, gallery, noGallery, log, stdout, new EvaluationOptions
             {
                 DatasetDir = p.GetValue(datasetDir)!,
                 Outputs = outs,
@@ -80,18 +79,27 @@ internal static class EvaluateCommand
                 Clip = clip,
                 StructureDistance = dino,
                 OnSkip = line => stderr.WriteLine($"elect: {line}"),
-            }, log);
-            stdout.Write(DatasetEvaluation.Table(summary));
-            if (!p.GetValue(noGallery))
-            {
-                var html = p.GetValue(gallery) ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(csv))!, "gallery.html");
-                EvaluationGallery.Write(html, items, summary);
-                log.LogInformation("gallery: {Html}", html);
-            }
-            log.LogInformation("per-item results: {Csv}; summary: {Summary}", csv, Path.Combine(Path.GetDirectoryName(Path.GetFullPath(csv))!, DatasetEvaluation.SummaryFile));
-            return 0;
+            });
         }));
         return c;
+    }
+
+    /// <summary>Runs the evaluation, prints the summary table, writes the gallery unless <c>--no-gallery</c>, logs where it all went.</summary>
+    private static int RunAndReport(System.CommandLine.ParseResult p, Option<string?> gallery, Option<bool> noGallery, ILogger log, TextWriter stdout,
+        EvaluationOptions o)
+    {
+        Elect.Modeling.TorchRuntime.Initialize();
+        var (items, summary) = DatasetEvaluation.Run(o, log);
+        stdout.Write(DatasetEvaluation.Table(summary));
+        var resultDir = Path.GetDirectoryName(Path.GetFullPath(o.ResultCsv))!;
+        if (!p.GetValue(noGallery))
+        {
+            var html = p.GetValue(gallery) ?? Path.Combine(resultDir, "gallery.html");
+            EvaluationGallery.Write(html, items, summary);
+            log.LogInformation("gallery: {Html}", html);
+        }
+        log.LogInformation("per-item results: {Csv}; summary: {Summary}", o.ResultCsv, Path.Combine(resultDir, DatasetEvaluation.SummaryFile));
+        return 0;
     }
 
     private static int RunMagicBrush(System.CommandLine.ParseResult p, ILogger log, TextWriter stdout, TextWriter stderr, Option<string> datasetDir, string[] outs,
@@ -129,8 +137,7 @@ internal static class EvaluateCommand
                 dino = MagicBrushDino.Load(dinoDir);
             }
             var csv = p.GetValue(result) ?? Path.Combine(outs[0], "evaluation_result.csv");
-            Elect.Modeling.TorchRuntime.Initialize();
-            var (items, summary) = DatasetEvaluation.Run(new EvaluationOptions
+            return RunAndReport(p, gallery, noGallery, log, stdout, new EvaluationOptions
             {
                 DatasetDir = p.GetValue(datasetDir)!,
                 Outputs = outs,
@@ -141,16 +148,7 @@ internal static class EvaluateCommand
                 MagicBrushDino = dino,
                 Captions = which,
                 OnSkip = line => stderr.WriteLine($"elect: {line}"),
-            }, log);
-            stdout.Write(DatasetEvaluation.Table(summary));
-            if (!p.GetValue(noGallery))
-            {
-                var html = p.GetValue(gallery) ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(csv))!, "gallery.html");
-                EvaluationGallery.Write(html, items, summary);
-                log.LogInformation("gallery: {Html}", html);
-            }
-            log.LogInformation("per-item results: {Csv}; summary: {Summary}", csv, Path.Combine(Path.GetDirectoryName(Path.GetFullPath(csv))!, DatasetEvaluation.SummaryFile));
-            return 0;
+            });
         }
         finally
         {
