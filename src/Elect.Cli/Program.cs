@@ -372,6 +372,8 @@ namespace Elect.Cli
                 bar.Finish();
                 var files = EditOutputs.Write(outputDir, name, image, result);
                 foreach (var f in files) stdout.WriteLine(f);
+                if (result.Generated is { } generated)
+                    log.LogInformation("the multimodal LLM wrote: \"{Text}\" ({Tokens} new tokens)", generated.Text, generated.GeneratedTokens);
                 if (result.BestSeed is { } best)
                     log.LogInformation("BIS at step {Step}: {Scores}; best seed {Seed}; {Nfe} model evaluations instead of {Full} for Best-of-{N}",
                         result.StoppingStep, string.Join(", ", result.Seeds.Select((s, k) => $"{s}={result.Bis![k]:F5}")), best,
