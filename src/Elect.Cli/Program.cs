@@ -413,8 +413,6 @@ namespace Elect.Cli
                 "iterative" => MagicBrushTurns.Iterative,
                 var other => throw new ArgumentException($"--magicbrush-turns: '{other}' is not independent or iterative"),
             };
-            if (turns != MagicBrushTurns.Independent && EditDataset.Load(dir).Format != EditDataset.MagicBrushSessionsFormat)
-                throw new ArgumentException($"--magicbrush-turns {p.GetValue(turnsOpt)} needs the published MagicBrush test set (edit_sessions.json and images/); {dir} is a {EditDataset.Load(dir).Format} dataset");
             DatasetRunner.CheckMagicBrushTurns(dir, turns, selection is not null, seeds.Length);
             if (reused is not null) log.LogInformation("resuming with the {N} random seeds the earlier run drew: {Seeds}", reused.Length, string.Join(" ", reused));
             var limits = Limits(p, o);
