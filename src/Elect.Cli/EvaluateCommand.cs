@@ -23,13 +23,15 @@ internal static class EvaluateCommand
         var clipPath = new Option<string?>("--clip-path") { Description = "CLIP folder: PIE-Bench's clip_similarity_* (openai/clip-vit-large-patch14; default checkpoints/clip-vit-large-patch14), MagicBrush's clip-i/clip-t (openai/clip-vit-base-patch32; default checkpoints/clip-vit-base-patch32)" };
         var dinoPath = new Option<string?>("--dino-path") { Description = "DINO folder: PIE-Bench's structure_distance (facebook/dino-vitb8; default checkpoints/dino-vitb8), MagicBrush's dino (facebook/dino-vits16; default checkpoints/dino-vits16)" };
         var captions = new Option<string>("--captions") { Description = "MagicBrush published test set: the captions CLIP-T compares with, local (local_descriptions.json, as MagicBrush's evaluation README runs it) or global (global_descriptions.json)", DefaultValueFactory = _ => "local" };
+        var setting = new Option<string?>("--magicbrush-setting") { Description = "MagicBrush published test set: all-turn (every turn's {id}_1 / {id}_inde_{t} output against its ground truth), final-turn (each session's last iterative output, {id}_iter_{n} or {id}_1, against its last ground truth; files named *_final_turn.*) or both (default: final-turn where the folders hold iterative outputs, all-turn where they hold independent ones, both where both)" };
         var logLevel = new Option<string>("--log-level") { DefaultValueFactory = _ => "information", Description = "Logging threshold" };
-        foreach (var o in new Option[] { datasetDir, outputs, metrics, seed, categories, result, gallery, noGallery, lpipsPath, clipPath, dinoPath, captions, logLevel }) c.Add(o);
+        foreach (var o in new Option[] { datasetDir, outputs, metrics, seed, categories, result, gallery, noGallery, lpipsPath, clipPath, dinoPath, captions, setting, logLevel }) c.Add(o);
         c.SetAction(p => ElectCli.Guard(stderr, p.GetValue(logLevel)!, log =>
         {
             var outs = p.GetValue(outputs)!;
             if (DatasetEvaluation.BenchmarkOf(p.GetValue(datasetDir)!) == DatasetEvaluation.MagicBrush)
-                return RunMagicBrush(p, log, stdout, stderr, datasetDir, outs, metrics, seed, categories, result, gallery, noGallery, clipPath, dinoPath, captions);
+                return RunMagicBrush(p, log, stdout, stderr, datasetDir, outs, metrics, seed, categories, result, gallery, noGallery, clipPath, dinoPath, captions, setting);
+            if (p.GetValue(setting) is { } s) throw new ArgumentException($"--magicbrush-setting {s}: the dataset is not MagicBrush's");
             var clipDirPie = p.GetValue(clipPath) ?? "checkpoints/clip-vit-large-patch14";
             var dinoDirPie = p.GetValue(dinoPath) ?? "checkpoints/dino-vitb8";
             string[] ms = p.GetValue(metrics) is { Length: > 0 } given ? given
@@ -88,24 +90,39 @@ internal static class EvaluateCommand
     private static int RunAndReport(System.CommandLine.ParseResult p, Option<string?> gallery, Option<bool> noGallery, ILogger log, TextWriter stdout,
         EvaluationOptions o)
     {
+        var setting = o.MagicBrushSetting;
         Elect.Modeling.TorchRuntime.Initialize();
         var (items, summary) = DatasetEvaluation.Run(o, log);
         stdout.Write(DatasetEvaluation.Table(summary));
         var resultDir = Path.GetDirectoryName(Path.GetFullPath(o.ResultCsv))!;
         if (!p.GetValue(noGallery))
         {
-            var html = p.GetValue(gallery) ?? Path.Combine(resultDir, "gallery.html");
+            var html = DatasetEvaluation.SettingFile(p.GetValue(gallery) ?? Path.Combine(resultDir, "gallery.html"), setting);
             EvaluationGallery.Write(html, items, summary);
             log.LogInformation("gallery: {Html}", html);
         }
-        log.LogInformation("per-item results: {Csv}; summary: {Summary}", o.ResultCsv, Path.Combine(resultDir, DatasetEvaluation.SummaryFile));
+        log.LogInformation("per-item results: {Csv}; summary: {Summary}", o.ResultCsv, Path.Combine(resultDir, DatasetEvaluation.SettingFile(DatasetEvaluation.SummaryFile, setting)));
         return 0;
     }
 
     private static int RunMagicBrush(System.CommandLine.ParseResult p, ILogger log, TextWriter stdout, TextWriter stderr, Option<string> datasetDir, string[] outs,
         Option<string[]> metrics, Option<long?> seed, Option<string[]> categories, Option<string?> result, Option<string?> gallery, Option<bool> noGallery,
-        Option<string?> clipPath, Option<string?> dinoPath, Option<string> captions)
+        Option<string?> clipPath, Option<string?> dinoPath, Option<string> captions, Option<string?> settingOpt)
     {
+        var datasetFolder = p.GetValue(datasetDir)!;
+        IReadOnlyList<MagicBrushSetting> settings = p.GetValue(settingOpt) switch
+        {
+            null => DatasetEvaluation.DefaultMagicBrushSettings(datasetFolder, outs),
+            "all-turn" => [MagicBrushSetting.AllTurn],
+            "final-turn" => [MagicBrushSetting.FinalTurn],
+            "both" => [MagicBrushSetting.FinalTurn, MagicBrushSetting.AllTurn],
+            var other => throw new ArgumentException($"--magicbrush-setting: '{other}' is not all-turn, final-turn or both"),
+        };
+        if (p.GetValue(settingOpt) is not null && Elect.Datasets.EditDataset.Load(datasetFolder).Format != Elect.Datasets.EditDataset.MagicBrushSessionsFormat)
+            throw new ArgumentException($"--magicbrush-setting needs the published MagicBrush test set (edit_sessions.json and images/); {datasetFolder} is a preprocessed.json dataset");
+        if (p.GetValue(settingOpt) is null && Elect.Datasets.EditDataset.Load(datasetFolder).Format == Elect.Datasets.EditDataset.MagicBrushSessionsFormat)
+            log.LogInformation("MagicBrush setting: {Settings} (from the outputs in the folders; --magicbrush-setting chooses)",
+                string.Join(" and ", settings.Select(DatasetEvaluation.SettingName)));
         var clipDir = p.GetValue(clipPath) ?? "checkpoints/clip-vit-base-patch32";
         var dinoDir = p.GetValue(dinoPath) ?? "checkpoints/dino-vits16";
         var which = p.GetValue(captions) switch
@@ -137,18 +154,21 @@ internal static class EvaluateCommand
                 dino = MagicBrushDino.Load(dinoDir);
             }
             var csv = p.GetValue(result) ?? Path.Combine(outs[0], "evaluation_result.csv");
-            return RunAndReport(p, gallery, noGallery, log, stdout, new EvaluationOptions
-            {
-                DatasetDir = p.GetValue(datasetDir)!,
-                Outputs = outs,
-                Metrics = ms,
-                Seed = p.GetValue(seed),
-                ResultCsv = csv,
-                MagicBrushClip = clip,
-                MagicBrushDino = dino,
-                Captions = which,
-                OnSkip = line => stderr.WriteLine($"elect: {line}"),
-            });
+            foreach (var s in settings)
+                RunAndReport(p, gallery, noGallery, log, stdout, new EvaluationOptions
+                {
+                    DatasetDir = datasetFolder,
+                    Outputs = outs,
+                    Metrics = ms,
+                    Seed = p.GetValue(seed),
+                    ResultCsv = DatasetEvaluation.SettingFile(csv, s),
+                    MagicBrushClip = clip,
+                    MagicBrushDino = dino,
+                    Captions = which,
+                    MagicBrushSetting = s,
+                    OnSkip = line => stderr.WriteLine($"elect: {line}"),
+                });
+            return 0;
         }
         finally
         {

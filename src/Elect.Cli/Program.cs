@@ -55,13 +55,15 @@ namespace Elect.Cli
             var noResume = new Option<bool>("--no-resume") { Description = "Redo items that already have a report" };
             var limit = new Option<int?>("--limit") { Description = "Process at most this many items (>= 0)" };
             var force = new Option<bool>("--force") { Description = "Resume into an output folder whose run_manifest.json records other settings (mixes results)" };
+            var turns = new Option<string>("--magicbrush-turns") { Description = "Published MagicBrush test set: independent (every turn from its ground-truth input: {id}_1, {id}_inde_{t}; MagicBrush's all-turn setting) or iterative (turn t from the model's own output of turn t-1: {id}_1, {id}_iter_{t}; its final-turn setting)", DefaultValueFactory = _ => "independent" };
             dataset.Add(datasetDir);
+            dataset.Add(turns);
             dataset.Add(noResume);
             dataset.Add(limit);
             dataset.Add(force);
             dcommon.AddTo(dataset);
             dataset.Add(dcommon.UseDatasetMask);
-            dataset.SetAction(p => Guard(stderr, p.GetValue(dcommon.LogLevel)!, log => RunDataset(p, dcommon, datasetDir, noResume, limit, force, stderr, log)));
+            dataset.SetAction(p => Guard(stderr, p.GetValue(dcommon.LogLevel)!, log => RunDataset(p, dcommon, datasetDir, noResume, limit, force, turns, stderr, log)));
             root.Add(dataset);
 
             var sample = new Command("sample-image", "Write the project's synthetic sample image");
@@ -395,7 +397,7 @@ namespace Elect.Cli
         }
 
         private static int RunDataset(ParseResult p, CliOptions o, Option<string> dirOpt, Option<bool> noResume, Option<int?> limit,
-                                      Option<bool> forceOpt, TextWriter stderr, ILogger log)
+                                      Option<bool> forceOpt, Option<string> turnsOpt, TextWriter stderr, ILogger log)
         {
             var dir = p.GetValue(dirOpt)!;
             var outputDir = p.GetValue(o.OutputDir)!;
@@ -407,6 +409,13 @@ namespace Elect.Cli
             var existing = RunManifest.Read(outputDir);
             var reused = RunManifest.RandomSeedsOf(existing, p.GetValue(o.NumRandomCandidates));
             var (edit, selection, seeds) = Settings(p, o, reused);
+            var turns = p.GetValue(turnsOpt) switch
+            {
+                "independent" => MagicBrushTurns.Independent,
+                "iterative" => MagicBrushTurns.Iterative,
+                var other => throw new ArgumentException($"--magicbrush-turns: '{other}' is not independent or iterative"),
+            };
+            DatasetRunner.CheckMagicBrushTurns(dir, turns, selection is not null, seeds.Length);
             if (reused is not null) log.LogInformation("resuming with the {N} random seeds the earlier run drew: {Seeds}", reused.Length, string.Join(" ", reused));
             var limits = Limits(p, o);
             int resolution = p.GetValue(o.Resolution);
@@ -446,6 +455,7 @@ namespace Elect.Cli
                     Resume = !p.GetValue(noResume),
                     Limit = p.GetValue(limit),
                     Limits = limits,
+                    MagicBrushTurns = turns,
                 }, bar, interrupt.Token);
             }
             catch (OperationCanceledException)

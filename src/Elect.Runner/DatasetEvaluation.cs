@@ -46,6 +46,19 @@ public sealed record EvaluationOptions
 
     /// <summary>Which caption file of the published MagicBrush test set CLIP-T reads.</summary>
     public MagicBrushCaptions Captions { get; init; } = MagicBrushCaptions.Local;
+
+    /// <summary>The published MagicBrush test set's setting: every turn (<c>{id}_1</c>, <c>{id}_inde_{t}</c>), or each session's final turn.</summary>
+    public MagicBrushSetting MagicBrushSetting { get; init; } = MagicBrushSetting.AllTurn;
+}
+
+/// <summary>image_eval.py's two settings (its result dicts <c>all_turn</c> and <c>final_turn</c>).</summary>
+public enum MagicBrushSetting
+{
+    /// <summary>Every turn's independent output against the turn's ground truth (<c>get_all_turn_imgs</c>).</summary>
+    AllTurn,
+
+    /// <summary>Each session's last iterative output against its last ground-truth output (<c>get_final_turn_img</c>).</summary>
+    FinalTurn,
 }
 
 /// <summary>One item of a dataset as the evaluation reads it (<paramref name="Target"/>: MagicBrush's ground truth).</summary>
@@ -133,7 +146,10 @@ public sealed record EvaluationSummary
     /// <summary><c>pie-bench</c> (PnPInversion's metrics) or <c>magicbrush</c> (image_eval.py's).</summary>
     public string Benchmark { get; init; } = DatasetEvaluation.PieBench;
 
-    /// <summary>MagicBrush: <c>all_turn</c> for the published test set (every turn edited from its ground-truth input, the reference's single-turn setting), <c>items</c> for a preprocessed.json.</summary>
+    /// <summary>
+    /// MagicBrush: for the published test set <c>all_turn</c> (every turn edited from its ground-truth input, the reference's
+    /// single-turn setting) or <c>final_turn</c> (each session's last iterative output); <c>items</c> for a preprocessed.json.
+    /// </summary>
     public string? Setting { get; init; }
     public IReadOnlyList<string>? EditCategories { get; init; }
     public int Items { get; init; }
@@ -164,6 +180,80 @@ public static class DatasetEvaluation
 
     /// <summary>The benchmark names of <see cref="EvaluationSummary.Benchmark"/>.</summary>
     public const string PieBench = "pie-bench", MagicBrush = "magicbrush";
+
+    /// <summary>The names of <see cref="EvaluationSummary.Setting"/> for the published MagicBrush test set (image_eval.py's result keys).</summary>
+    public static string SettingName(MagicBrushSetting s) => s == MagicBrushSetting.FinalTurn ? "final_turn" : "all_turn";
+
+    /// <summary>
+    /// A result file of a setting: the all-turn setting's as given; the final-turn setting's with <c>_final_turn</c> before the
+    /// extension (<c>evaluation_result.csv</c> -&gt; <c>evaluation_result_final_turn.csv</c>), so that both settings' files sit side by side.
+    /// </summary>
+    public static string SettingFile(string path, MagicBrushSetting s) =>
+        s == MagicBrushSetting.AllTurn ? path
+            : Path.Combine(Path.GetDirectoryName(path) ?? "", Path.GetFileNameWithoutExtension(path) + "_final_turn" + Path.GetExtension(path));
+
+    /// <summary>
+    /// The settings <c>elect evaluate</c> runs on the published MagicBrush test set when none is asked for, from the files in
+    /// the output folders: final-turn where any holds an iterative output of a session's turn 2 or later (<c>{id}_iter_{t}</c>),
+    /// all-turn where any holds an independent one (<c>{id}_inde_{t}</c>), both where both are there; all-turn otherwise
+    /// (only one-turn sessions, or nothing yet). Other datasets: all-turn (one setting).
+    /// </summary>
+    public static IReadOnlyList<MagicBrushSetting> DefaultMagicBrushSettings(string datasetDir, IReadOnlyList<string> outputs)
+    {
+        var (items, _, format) = EditDataset.Load(datasetDir, MagicBrushCaptions.Local, MagicBrushTurns.Iterative);
+        if (format != EditDataset.MagicBrushSessionsFormat) return [MagicBrushSetting.AllTurn];
+        var keys = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var folder in outputs.Where(Directory.Exists))
+            foreach (var file in Directory.EnumerateFiles(folder))
+            {
+                var name = Path.GetFileName(file);
+                int output = name.IndexOf("_output", StringComparison.Ordinal);
+                if (name.EndsWith(DatasetRunner.ItemReportFile(""), StringComparison.Ordinal)) keys.Add(name[..^DatasetRunner.ItemReportFile("").Length]);
+                else if (output > 0) keys.Add(name[..output]);
+            }
+        var later = items.Where(i => i.Turn >= 2).ToList();
+        bool iterative = later.Any(i => keys.Contains(i.Key));
+        bool independent = later.Any(i => keys.Contains(EditDataset.MagicBrushKey(i.Session!, i.Turn, MagicBrushTurns.Independent)));
+        return iterative && independent ? [MagicBrushSetting.FinalTurn, MagicBrushSetting.AllTurn]
+             : iterative ? [MagicBrushSetting.FinalTurn] : [MagicBrushSetting.AllTurn];
+    }
+
+    /// <summary>
+    /// The final-turn setting's items of the published MagicBrush test set, one per session, as image_eval.py's
+    /// <c>load_data</c> pairs them: keyed by the session's final output (<c>{id}_1</c> for a one-turn session, else
+    /// <c>{id}_iter_{n}</c>, n its number of turns), the input the session's source image, the ground truth the last
+    /// <c>output</c> image of its folder (<see cref="MagicBrushPairing.FinalTurnGroundTruth"/>, which on the published naming is the
+    /// last turn's <c>output</c>) with that turn's caption. A session whose last turn is malformed is returned in Bad.
+    /// </summary>
+    public static (IReadOnlyList<EvaluationItem> Items, IReadOnlyList<EditDataset.BadEntry> Bad) FinalTurnItems(string datasetDir, MagicBrushCaptions captions)
+    {
+        var (items, bad, format) = EditDataset.Load(datasetDir, captions, MagicBrushTurns.Iterative);
+        if (format != EditDataset.MagicBrushSessionsFormat)
+            throw new ArgumentException($"the final-turn setting (--magicbrush-setting final-turn) needs the published MagicBrush test set (edit_sessions.json and images/); {datasetDir} is a {format} dataset");
+        var badKeys = bad.Select(b => b.Key).ToHashSet(StringComparer.Ordinal);
+        var result = new List<EvaluationItem>();
+        var problems = new List<EditDataset.BadEntry>(bad);
+        foreach (var session in items.GroupBy(i => i.Session!, StringComparer.Ordinal))
+        {
+            var turns = session.OrderBy(i => i.Turn).ToList();
+            var last = turns[^1];
+            int n = last.Turn;
+            while (badKeys.Contains(EditDataset.MagicBrushKey(session.Key, n + 1, MagicBrushTurns.Iterative))) n++;
+            if (n != last.Turn)
+            {
+                problems.Add(new EditDataset.BadEntry(EditDataset.MagicBrushKey(session.Key, n, MagicBrushTurns.Iterative),
+                    $"session {session.Key}: its last turn is a malformed dataset entry, so it has no final-turn pair"));
+                continue;
+            }
+            var target = last.Target!;
+            var gtDir = Path.GetDirectoryName(target.ImagePath)!;
+            if (Directory.Exists(gtDir) && MagicBrushPairing.FinalTurnGroundTruth(Directory.EnumerateFiles(gtDir).Select(Path.GetFileName)!) is { } pick
+                && pick != Path.GetFileName(target.ImagePath))
+                target = new GroundTruth(Path.Combine(gtDir, pick), turns.FirstOrDefault(t => Path.GetFileName(t.Target!.ImagePath) == pick)?.Target!.Caption);
+            result.Add(new EvaluationItem(last.Key, turns[0].ImagePath, null, null, "", string.Join(" -> ", turns.Select(t => t.Instruction)), target));
+        }
+        return (result, problems);
+    }
 
     /// <summary>The benchmark a dataset folder is evaluated as (detected as <see cref="EditDataset.Load"/> detects its format).</summary>
     public static string BenchmarkOf(string datasetDir) =>
@@ -234,6 +324,10 @@ public static class DatasetEvaluation
             if (!Directory.Exists(f)) throw new DirectoryNotFoundException($"output folder not found: {f}");
         var (all, bad, benchmark) = LoadItems(o.DatasetDir, o.Captions);
         bool magicBrush = benchmark == MagicBrush;
+        bool finalTurn = magicBrush && o.MagicBrushSetting == MagicBrushSetting.FinalTurn;
+        if (!magicBrush && o.MagicBrushSetting != MagicBrushSetting.AllTurn)
+            throw new ArgumentException($"--magicbrush-setting final-turn is MagicBrush's; {o.DatasetDir} is a {benchmark} dataset");
+        if (finalTurn) (all, bad) = FinalTurnItems(o.DatasetDir, o.Captions);
         var known = magicBrush ? MagicBrushMetrics.All : PieBenchMetrics.All;
         foreach (var m in o.Metrics)
             if (!known.Contains(m)) throw new ArgumentException($"unknown {benchmark} metric '{m}' (known: {string.Join(", ", known)})");
@@ -295,7 +389,7 @@ public static class DatasetEvaluation
         {
             Dataset = o.DatasetDir,
             Benchmark = benchmark,
-            Setting = !magicBrush ? null : EditDataset.Load(o.DatasetDir).Format == EditDataset.MagicBrushSessionsFormat ? "all_turn" : "items",
+            Setting = !magicBrush ? null : EditDataset.Load(o.DatasetDir).Format == EditDataset.MagicBrushSessionsFormat ? SettingName(o.MagicBrushSetting) : "items",
             EditCategories = o.EditCategories,
             Items = items.Count,
             MetricNames = o.Metrics.ToArray(),
@@ -303,8 +397,8 @@ public static class DatasetEvaluation
             Skips = skips,
         };
         var resultDir = Path.GetDirectoryName(Path.GetFullPath(o.ResultCsv))!;
-        WriteAtomically(Path.Combine(resultDir, SummaryFile), ToJson(summary) + "\n");
-        WriteAtomically(Path.Combine(resultDir, SummaryMarkdownFile), Table(summary));
+        WriteAtomically(Path.Combine(resultDir, SettingFile(SummaryFile, o.MagicBrushSetting)), ToJson(summary) + "\n");
+        WriteAtomically(Path.Combine(resultDir, SettingFile(SummaryMarkdownFile, o.MagicBrushSetting)), Table(summary));
         return (results, summary);
     }
 

@@ -34,6 +34,12 @@ public sealed record DatasetRunOptions
 
     /// <summary>Size limits each item's image is checked against before editing (null: none).</summary>
     public ResourceLimits? Limits { get; init; }
+
+    /// <summary>
+    /// The published MagicBrush test set only: <see cref="MagicBrushTurns.Iterative"/> edits turn t &gt;= 2 of each session from the
+    /// output of turn t-1 on disk (the winner its report names, or the plain run's one seed) instead of its ground-truth input.
+    /// </summary>
+    public MagicBrushTurns MagicBrushTurns { get; init; } = MagicBrushTurns.Independent;
 }
 
 /// <summary>A dataset item starts: item <c>Index</c> (1-based) of <c>Count</c>.</summary>
@@ -83,6 +89,40 @@ public sealed class DatasetRunner
         return over;
     }
 
+    /// <summary>
+    /// Refuses <see cref="MagicBrushTurns.Iterative"/> where it cannot work: a dataset that is not the published MagicBrush test
+    /// set, or a plain run with other than one seed (each turn edits one output of the previous turn).
+    /// </summary>
+    public static void CheckMagicBrushTurns(string datasetDir, MagicBrushTurns turns, bool elect, int seeds)
+    {
+        if (turns != MagicBrushTurns.Iterative) return;
+        var format = EditDataset.Load(datasetDir).Format;
+        if (format != EditDataset.MagicBrushSessionsFormat)
+            throw new ArgumentException($"--magicbrush-turns iterative needs the published MagicBrush test set (edit_sessions.json and images/); {datasetDir} is a {format} dataset");
+        if (!elect && seeds != 1)
+            throw new ArgumentException($"--magicbrush-turns iterative edits each turn from one output of the previous turn: a plain run needs exactly one seed (got {seeds}), or add --select-one-seed");
+    }
+
+    /// <summary>The seed whose output a report stands for: its winner (<c>best_seed</c>), else its only candidate; null otherwise.</summary>
+    public static long? ChosenSeed(EditReport report) =>
+        report.BestSeed ?? (report is { Candidates.Count: 1 } ? report.Candidates[0].Seed : null);
+
+    /// <summary>The output file a finished item's report stands for in <paramref name="outputDir"/>, or null with why not.</summary>
+    public static string? ChosenOutput(string outputDir, string key, out string? why)
+    {
+        var reportPath = Path.Combine(outputDir, ItemReportFile(key));
+        why = null;
+        if (!File.Exists(reportPath)) { why = $"{key} has no report ({reportPath})"; return null; }
+        EditReport? report;
+        try { report = JsonFiles.FromJsonObject<EditReport>(File.ReadAllText(reportPath)); }
+        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException)
+        { why = $"{key}'s report {reportPath} is unreadable ({e.Message})"; return null; }
+        if (report is null || ChosenSeed(report) is not { } seed) { why = $"{key}'s report names no winner and not one seed"; return null; }
+        var file = Path.Combine(outputDir, EditOutputs.OutputFile(key, seed));
+        if (!File.Exists(file)) { why = $"{key}'s output {file} is missing"; return null; }
+        return file;
+    }
+
     /// <summary>The dataset summary's file name in the output folder.</summary>
     public const string SummaryFile = "summary.json";
 
@@ -93,7 +133,9 @@ public sealed class DatasetRunner
     /// </summary>
     public DatasetSummary Run(DatasetRunOptions o, IProgress<EditProgress>? progress = null, CancellationToken cancel = default)
     {
-        var (items, bad, format) = EditDataset.Load(o.DatasetDir);
+        var (items, bad, format) = EditDataset.Load(o.DatasetDir, MagicBrushCaptions.Local, o.MagicBrushTurns);
+        bool iterative = o.MagicBrushTurns == MagicBrushTurns.Iterative;
+        CheckMagicBrushTurns(o.DatasetDir, o.MagicBrushTurns, o.Selection is not null, o.Seeds.Count);
         if (o.Limit is < 0) throw new ArgumentOutOfRangeException(nameof(o.Limit), $"--limit must be >= 0, got {o.Limit}");
         if (o.UseDatasetMask && o.Selection is null)
             throw new ArgumentException("DatasetRunOptions.UseDatasetMask needs a selection (--select-one-seed)", nameof(o.UseDatasetMask));
@@ -110,6 +152,7 @@ public sealed class DatasetRunner
         bool finished = false;
         DatasetSummary? summary = null;
         var itemProgress = progress as IProgress<DatasetItemProgress>;
+        var blocked = new Dictionary<string, string>(StringComparer.Ordinal);   // iterative: session -> why its later turns cannot run
         try
         {
             for (int index = 0; index < items.Count; index++)
@@ -118,21 +161,43 @@ public sealed class DatasetRunner
                 cancel.ThrowIfCancellationRequested();
                 if (o.Limit is { } limit && processed >= limit) break;
                 var reportPath = Path.Combine(o.OutputDir, ItemReportFile(item.Key));
-                if (o.Resume && File.Exists(reportPath))
+                string inputPath = item.ImagePath;
+                if (iterative && item.Turn >= 2)
+                {
+                    var prevKey = EditDataset.MagicBrushKey(item.Session!, item.Turn - 1, MagicBrushTurns.Iterative);
+                    var prev = index > 0 ? items[index - 1] : null;
+                    string? why = blocked.GetValueOrDefault(item.Session!);
+                    if (why is null && (prev is null || prev.Session != item.Session || prev.Turn != item.Turn - 1))
+                        why = $"turn {item.Turn - 1} of session {item.Session} ({prevKey}) is a malformed dataset entry";
+                    string? previous = null;
+                    if (why is null && (previous = ChosenOutput(o.OutputDir, prevKey, out var missing)) is null)
+                        why = $"the previous turn's output is not there: {missing}";
+                    if (why is not null)
+                    {
+                        blocked[item.Session!] = why;
+                        var error = $"not edited: {why}; iterative editing edits the previous turn's output, so the session's later turns are skipped";
+                        _log.LogError("skipping item {Key}: {Error}", item.Key, error);
+                        failures.Add(new ItemFailure { Key = item.Key, Error = error });
+                        continue;
+                    }
+                    inputPath = previous!;
+                }
+                if (o.Resume && File.Exists(reportPath) && (!iterative || ChosenOutput(o.OutputDir, item.Key, out _) is not null))
                 {
                     skipped++;
                     _log.LogInformation("item {Index}/{Count} {Key}: already done, skipped (resume)", index + 1, items.Count, item.Key);
                     continue;
                 }
                 processed++;
+                if (iterative) InvalidateLaterTurns(o.OutputDir, items, index);
                 itemProgress?.Report(new DatasetItemProgress(index + 1, items.Count, item.Key));
                 _log.LogInformation("item {Index}/{Count} {Key}: editing", index + 1, items.Count, item.Key);
                 try
                 {
                     if (string.IsNullOrWhiteSpace(item.Instruction))
                         throw new ArgumentException("empty editing instruction");
-                    var loaded = RgbImage.Load(item.ImagePath);
-                    o.Limits?.CheckImage(loaded.Width, loaded.Height, o.Resolution, item.ImagePath);
+                    var loaded = RgbImage.Load(inputPath);
+                    o.Limits?.CheckImage(loaded.Width, loaded.Height, o.Resolution, inputPath);
                     var image = ImageOps.ImageResize(loaded, o.Resolution);
                     var selection = o.Selection;
                     if (o.UseDatasetMask)
@@ -144,7 +209,7 @@ public sealed class DatasetRunner
                     var files = EditOutputs.Write(o.OutputDir, item.Key, image, result);
                     var report = EditReport.Create(item.Key, item.Instruction, result, files, _editor) with
                     {
-                        ImagePath = item.ImagePath,
+                        ImagePath = inputPath,
                         Memory = MemoryProbe.Snapshot(_editor.Model.Device),
                     };
                     JsonFiles.Write(reportPath, report);
@@ -156,6 +221,7 @@ public sealed class DatasetRunner
                 {
                     _log.LogError("skipping item {Key}: {Error}", item.Key, e.Message);
                     failures.Add(new ItemFailure { Key = item.Key, Error = e.Message });
+                    if (iterative && item.Session is { } session) blocked[session] = $"turn {item.Turn} of session {session} ({item.Key}) failed";
                 }
             }
             finished = true;
@@ -228,6 +294,27 @@ public sealed class DatasetRunner
                 ? results.Where(r => r.Confidence is { Flags.Count: > 0 }).Select(r => new ReviewItem { Key = r.Input, Flags = r.Confidence!.Flags }).ToArray()
                 : null,
         };
+    }
+
+    /// <summary>
+    /// Iterative MagicBrush: item <paramref name="index"/> is about to be (re)edited, so its own report and those of its session's
+    /// later turns (which edited its old output) are removed first; an interruption then leaves them pending, never stale.
+    /// </summary>
+    private void InvalidateLaterTurns(string outputDir, IReadOnlyList<DatasetItem> items, int index)
+    {
+        var session = items[index].Session;
+        if (session is null) return;
+        int removed = 0;
+        for (int k = index; k < items.Count && items[k].Session == session; k++)
+        {
+            var report = Path.Combine(outputDir, ItemReportFile(items[k].Key));
+            if (!File.Exists(report)) continue;
+            File.Delete(report);
+            if (k > index) removed++;
+        }
+        if (removed > 0)
+            _log.LogInformation("item {Key}: edited again, so the reports of the session's {Count} later turn(s) are removed (they edited its old output)",
+                items[index].Key, removed);
     }
 
     private static bool IsFatal(Exception e) => e is OutOfMemoryException or StackOverflowException or AccessViolationException;

@@ -2,8 +2,13 @@ using System.Text.Json;
 
 namespace Elect.Datasets;
 
-/// <summary>One editing task of a dataset; <paramref name="Target"/> is its ground truth where the dataset has one (MagicBrush).</summary>
-public sealed record DatasetItem(string Key, string ImagePath, string Instruction, int[]? MaskRle = null, GroundTruth? Target = null);
+/// <summary>
+/// One editing task of a dataset; <paramref name="Target"/> is its ground truth where the dataset has one (MagicBrush);
+/// <paramref name="Session"/> and <paramref name="Turn"/> (1-based) place a published MagicBrush item in its editing session
+/// (null and 0 elsewhere).
+/// </summary>
+public sealed record DatasetItem(string Key, string ImagePath, string Instruction, int[]? MaskRle = null, GroundTruth? Target = null,
+                                 string? Session = null, int Turn = 0);
 
 /// <summary>An item's ground-truth edit: the target image and the caption CLIP-T compares with (null when the dataset has none for it).</summary>
 public sealed record GroundTruth(string ImagePath, string? Caption);
@@ -16,6 +21,22 @@ public enum MagicBrushCaptions
 
     /// <summary><c>global_descriptions.json</c> (image_eval.py's default <c>--caption_path</c> names this kind).</summary>
     Global,
+}
+
+/// <summary>
+/// How the turns of a published MagicBrush session are edited (MagicBrush's edit_cli_single_multi_turn.py does both).
+/// </summary>
+public enum MagicBrushTurns
+{
+    /// <summary>Every turn from its ground-truth input (the single-turn / all-turn setting): keys <c>{id}_1</c>, <c>{id}_inde_{t}</c>.</summary>
+    Independent,
+
+    /// <summary>
+    /// Turn 1 from the session's source image, turn t &gt;= 2 from the model's own output of turn t-1 (the multi-turn / final-turn
+    /// setting): keys <c>{id}_1</c> (shared with <see cref="Independent"/>), <c>{id}_iter_{t}</c>. Each item's
+    /// <see cref="DatasetItem.ImagePath"/> is still the turn's ground-truth input; the run replaces it with the previous output.
+    /// </summary>
+    Iterative,
 }
 
 /// <summary>
@@ -47,6 +68,13 @@ public static class EditDataset
     /// <summary>Reads a dataset folder, detected by its index file (in this order): <c>mapping_file.json</c>,
     /// <c>preprocessed.json</c>, <c>edit_sessions.json</c> (or <c>test/edit_sessions.json</c>), <c>dataset.json</c>.</summary>
     public static (IReadOnlyList<DatasetItem> Items, IReadOnlyList<BadEntry> Bad, string Format) Load(string datasetDir, MagicBrushCaptions captions = MagicBrushCaptions.Local)
+        => Load(datasetDir, captions, MagicBrushTurns.Independent);
+
+    /// <summary>
+    /// <see cref="Load(string, MagicBrushCaptions)"/> with the published MagicBrush test set's items keyed for
+    /// <paramref name="turns"/> (<see cref="MagicBrushKey(string, int, MagicBrushTurns)"/>); other formats ignore it.
+    /// </summary>
+    public static (IReadOnlyList<DatasetItem> Items, IReadOnlyList<BadEntry> Bad, string Format) Load(string datasetDir, MagicBrushCaptions captions, MagicBrushTurns turns)
     {
         if (!Directory.Exists(datasetDir))
             throw new DirectoryNotFoundException($"dataset folder not found: {datasetDir}");
@@ -56,7 +84,7 @@ public static class EditDataset
         if (File.Exists(pie)) return Read(pie, Path.Combine(datasetDir, "annotation_images"), PieBenchFormat);
         if (File.Exists(preprocessed)) return Read(preprocessed, datasetDir, MagicBrushFormat);
         foreach (var root in new[] { datasetDir, Path.Combine(datasetDir, "test") })
-            if (File.Exists(Path.Combine(root, MagicBrushSessionsFile))) return ReadSessions(root, captions);
+            if (File.Exists(Path.Combine(root, MagicBrushSessionsFile))) return ReadSessions(root, captions, turns);
         if (File.Exists(generic)) return Read(generic, datasetDir, GenericFormat);
         throw new FileNotFoundException($"{datasetDir}: no {PieBenchFile} (PIE-Bench), {MagicBrushFile} or {MagicBrushSessionsFile} (MagicBrush) or {GenericFile} (generic key -> {{image_path, editing_instruction}} map)");
     }
@@ -66,7 +94,14 @@ public static class EditDataset
         File.Exists(Path.Combine(datasetDir, MagicBrushSessionsFile)) ? datasetDir : Path.Combine(datasetDir, "test");
 
     /// <summary>The key of MagicBrush turn <paramref name="turn"/> (1-based) of session <paramref name="id"/>, as its single-turn outputs are named.</summary>
-    public static string MagicBrushKey(string id, int turn) => turn == 1 ? $"{id}_1" : $"{id}_inde_{turn}";
+    public static string MagicBrushKey(string id, int turn) => MagicBrushKey(id, turn, MagicBrushTurns.Independent);
+
+    /// <summary>
+    /// The key of turn <paramref name="turn"/> (1-based) of session <paramref name="id"/> as edit_cli_single_multi_turn.py names
+    /// its outputs: <c>{id}_1</c> for turn 1 in both settings, then <c>{id}_inde_{t}</c> (independent) or <c>{id}_iter_{t}</c> (iterative).
+    /// </summary>
+    public static string MagicBrushKey(string id, int turn, MagicBrushTurns turns) =>
+        turn == 1 ? $"{id}_1" : turns == MagicBrushTurns.Iterative ? $"{id}_iter_{turn}" : $"{id}_inde_{turn}";
 
     private static JsonDocument ParseFile(string file)
     {
@@ -74,7 +109,7 @@ public static class EditDataset
         catch (JsonException e) { throw new InvalidDataException($"{file}: not valid JSON ({e.Message})"); }
     }
 
-    private static (IReadOnlyList<DatasetItem>, IReadOnlyList<BadEntry>, string) ReadSessions(string root, MagicBrushCaptions which)
+    private static (IReadOnlyList<DatasetItem>, IReadOnlyList<BadEntry>, string) ReadSessions(string root, MagicBrushCaptions which, MagicBrushTurns turns)
     {
         var file = Path.Combine(root, MagicBrushSessionsFile);
         var captionFile = Path.Combine(root, which == MagicBrushCaptions.Local ? "local_descriptions.json" : "global_descriptions.json");
@@ -101,7 +136,7 @@ public static class EditDataset
             foreach (var t in session.Value.EnumerateArray())
             {
                 turn++;
-                var key = MagicBrushKey(session.Name, turn);
+                var key = MagicBrushKey(session.Name, turn, turns);
                 try
                 {
                     if (t.ValueKind != JsonValueKind.Object) throw new InvalidDataException("turn is not an object");
@@ -109,7 +144,7 @@ public static class EditDataset
                     if (!IsSafeKey(input) || !IsSafeKey(output)) throw new InvalidDataException("input/output must be file names");
                     var dir = Path.Combine(root, "images", session.Name);
                     items.Add(new DatasetItem(key, Path.Combine(dir, input), instruction, null,
-                        new GroundTruth(Path.Combine(dir, output), Caption(session.Name, output))));
+                        new GroundTruth(Path.Combine(dir, output), Caption(session.Name, output)), session.Name, turn));
                 }
                 catch (Exception e) when (e is InvalidDataException or InvalidOperationException or FormatException)
                 {
