@@ -21,7 +21,7 @@ import os
 import sys
 
 import pipelines.ensemble_sd3_pipeline as ens  # before torch: otherwise this namespace package does not resolve here
-import cv2
+import elect_fixes  # the fixtures' fixes 1 and 2, applied from outside
 import numpy as np
 import torch
 from PIL import Image
@@ -33,72 +33,18 @@ PARAMS = dict(num_inference_steps=20, stopping_step=8, first_step_for_mask_extra
               last_step_for_mask_extraction=4, guidance_scale=7.0, image_guidance_scale=1.5)
 
 
-class _CpuGenerators:
-    """The module's `torch`, except that Generator(device=...) is a CPU generator."""
-    def __getattr__(self, name):
-        return getattr(torch, name)
-
-    @staticmethod
-    def Generator(device=None):
-        return torch.Generator()
-
-
-class _NumpyPercentile:
-    """The module's `np`, except that percentile(interpolation=...) is numpy 2's percentile(method=...)
-    (the same quantile rule; numpy 2 dropped the old keyword the authors' code uses)."""
-    def __getattr__(self, name):
-        return getattr(np, name)
-
-    @staticmethod
-    def percentile(a, q, interpolation=None, **kwargs):
-        if interpolation is not None:
-            kwargs["method"] = interpolation
-        return np.percentile(a, q, **kwargs)
-
-
-class _OwnSizeResize:
-    """The module's `cv2`, except that resize(..., (512, 512)) resizes to the input image's size."""
-    size = None
-
-    def __getattr__(self, name):
-        return getattr(cv2, name)
-
-    def resize(self, src, dsize, *args, **kwargs):
-        return cv2.resize(src, self.size, *args, **kwargs)
-
-
 def run(pipe, image, prompt):
     ens.cv2.size = image.size  # (width, height)
-    bis = []
-    original = type(pipe).calculate_BIS
-
-    def calculate_bis(self, input_image_np, z0_image):
-        score = original(self, input_image_np, z0_image)
-        bis.append(float(score))
-        return score
-
-    pipe.calculate_BIS = calculate_bis.__get__(pipe)
+    bis = elect_fixes.record_bis(pipe)
     with torch.no_grad():
         out = pipe.get_best_output_from_various_seeds(
             prompt=prompt, image=image, args=argparse.Namespace(candidate_seeds=SEEDS, visualize_all_seeds=True), **PARAMS)
-    best = [int(k.rsplit("-", 1)[1]) for k in out if k.startswith("output-best_seed-")]
-    assert len(best) == 1
-    t = {
-        "seeds": torch.tensor(SEEDS, dtype=torch.int64),
-        "bis": torch.tensor(bis, dtype=torch.float64),
-        "best_seed": torch.tensor([best[0]], dtype=torch.int64),
-        "relevance_map": torch.from_numpy(np.asarray(pipe.mean_relevance_map, dtype=np.float32).copy()),
-    }
-    for k, img in out.items():
-        t[k] = torch.from_numpy(np.array(img, dtype=np.uint8).copy())
-    return t
+    return elect_fixes.elect_tensors(pipe, out, SEEDS, bis)
 
 
 def main():
     fixtures, out_path = sys.argv[1], sys.argv[2]
-    ens.torch = _CpuGenerators()
-    ens.cv2 = _OwnSizeResize()
-    ens.np = _NumpyPercentile()
+    elect_fixes.apply(ens)
     pipe = ens.StableDiffusion3InstructPix2PixEnsemblePipeline.from_pretrained(
         os.path.join(fixtures, "models", "ultraedit-tiny"), torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)

@@ -34,7 +34,7 @@ import os
 import sys
 
 import pipelines.ensemble_pipeline as ens  # before torch: otherwise this namespace package does not resolve here
-import cv2
+import elect_fixes  # the fixtures' four fixes, applied from outside
 import numpy as np
 import torch
 from PIL import Image
@@ -46,81 +46,14 @@ ELECT_SEEDS = [11, 22, 33, 44]
 ELECT = dict(num_inference_steps=STEPS, stopping_step=8, first_step_for_mask_extraction=0, last_step_for_mask_extraction=4)
 
 
-class _ModuleTorch:
-    """The module's `torch`, except that Generator(device=...) is a CPU generator (fix 1) and float16 reads float32 (fix 3:
-    the only float16 the module names is its cast of sigma in the Euler-ancestral step)."""
-    float16 = torch.float32
-
-    def __getattr__(self, name):
-        return getattr(torch, name)
-
-    @staticmethod
-    def Generator(device=None):
-        return torch.Generator()
-
-
-class _NumpyPercentile:
-    """The module's `np`, except that percentile(interpolation=...) is numpy 2's percentile(method=...)."""
-    def __getattr__(self, name):
-        return getattr(np, name)
-
-    @staticmethod
-    def percentile(a, q, interpolation=None, **kwargs):
-        if interpolation is not None:
-            kwargs["method"] = interpolation
-        return np.percentile(a, q, **kwargs)
-
-
-class _OwnSizeResize:
-    """The module's `cv2`, except that resize(..., (512, 512)) resizes to the input image's size (fix 2)."""
-    size = None
-
-    def __getattr__(self, name):
-        return getattr(cv2, name)
-
-    def resize(self, src, dsize, *args, **kwargs):
-        return cv2.resize(src, self.size, *args, **kwargs)
-
-
-def index_before_scaling(pipe):
-    """Fix 4: the scheduler's step index belongs to the current timestep before scale_model_input reads its sigma."""
-    scheduler = pipe.scheduler
-    original = type(scheduler).scale_model_input
-
-    def scale_model_input(self, sample, timestep):
-        self._init_step_index(timestep)
-        return original(self, sample, timestep)
-
-    scheduler.scale_model_input = scale_model_input.__get__(scheduler)
-
-
 def elect(pipe, image, seeds, visualize_all_seeds=True, **call):
     ens.cv2.size = image.size  # (width, height)
-    bis = []
-    original = type(pipe).calculate_BIS
-
-    def calculate_bis(self, input_image_np, z0_image):
-        score = original(self, input_image_np, z0_image)
-        bis.append(float(score))
-        return score
-
-    pipe.calculate_BIS = calculate_bis.__get__(pipe)
+    bis = elect_fixes.record_bis(pipe)
     with torch.no_grad():
         out = pipe.get_best_output_from_various_seeds(
             image=image, args=argparse.Namespace(candidate_seeds=seeds, visualize_all_seeds=visualize_all_seeds), **ELECT, **call)
     del pipe.calculate_BIS
-    best = [int(k.rsplit("-", 1)[1]) for k in out if k.startswith("output-best_seed-")] if visualize_all_seeds else \
-        [int(k.rsplit("-", 1)[1]) for k in out if k.startswith("output-") and k != "output-mask"]
-    assert len(best) == 1
-    t = {
-        "seeds": torch.tensor(seeds, dtype=torch.int64),
-        "bis": torch.tensor(bis, dtype=torch.float64),
-        "best_seed": torch.tensor([best[0]], dtype=torch.int64),
-        "relevance_map": torch.from_numpy(np.asarray(pipe.mean_relevance_map, dtype=np.float32).copy()),
-    }
-    for k, img in out.items():
-        t[k] = torch.from_numpy(np.array(img, dtype=np.uint8).copy())
-    return t
+    return elect_fixes.elect_tensors(pipe, out, seeds, bis, visualize_all_seeds)
 
 
 def plain(pipe, image, seed, **call):
@@ -131,13 +64,11 @@ def plain(pipe, image, seed, **call):
 
 def main():
     fixtures, mgie_dir, mgie_golden_path, out_path = sys.argv[1:5]
-    ens.torch = _ModuleTorch()
-    ens.cv2 = _OwnSizeResize()
-    ens.np = _NumpyPercentile()
+    elect_fixes.apply(ens, full_precision_sigma=True)
     pipe = ens.StableDiffusionInstructPix2PixEnsemblePipeline.from_pretrained(
         os.path.join(fixtures, "models", "ip2p-tiny"), torch_dtype=torch.float32, safety_checker=None)
     pipe.set_progress_bar_config(disable=True)
-    index_before_scaling(pipe)
+    elect_fixes.index_before_scaling(pipe)
 
     # set-up check: the fixtures' own runs on ip2p-tiny's own UNet
     golden = load_file(os.path.join(fixtures, "golden.safetensors"))
