@@ -273,13 +273,29 @@ namespace Elect.Cli
                 throw new IOException($"{option} {path} is read-only");
         }
 
+        /// <summary>
+        /// <see cref="Editor.Load"/> after checking that the checkpoint's weights fit the free memory of the device
+        /// (<see cref="WeightMemory"/>): a model too large is refused with one line instead of being killed mid-load.
+        /// </summary>
+        private static Editor LoadEditor(string modelPath, string family, Device device, ScalarType dtype, ILogger log, string? tokenizerPath)
+        {
+            var entry = ModelFamilies.Get(family);
+            var request = new FamilyLoadRequest(modelPath, tokenizerPath ?? entry.DefaultTokenizerPath, device, dtype, log);
+            if (device.type == DeviceType.CUDA) Elect.Modeling.TorchRuntime.Initialize(device);
+            var bytes = WeightMemory.Check(entry, request, MemoryProbe.AvailableBytes(device), DeviceName(device));
+            if (bytes is { } b) log.LogDebug("weights: {Size} at {DType}", Elect.Modeling.WeightFootprint.Gb(b), dtype);
+            return Editor.Load(modelPath, family, device, dtype, log, tokenizerPath);
+        }
+
+        private static string DeviceName(Device device) => device.type == DeviceType.CUDA ? device.ToString() : "the CPU (available RAM)";
+
         /// <summary>Reduces the batching to what the memory estimate says fits (or refuses); logs what it did.</summary>
         private static EditOptions PlanMemory(Editor editor, EditOptions edit, int candidates, int width, int height, ILogger log)
         {
             var dev = editor.Model.Device;
             int? decode = edit.MaxDecodeBatch ?? (dev.type == DeviceType.CUDA ? 4 : null);
             var plan = MemoryEstimate.Plan(candidates, edit.MaxBatch, decode, width, height, editor.Model.DownsampleFactor,
-                editor.Model.DType, MemoryProbe.AvailableBytes(dev), dev.type == DeviceType.CUDA ? dev.ToString() : "the CPU (available RAM)");
+                editor.Model.DType, MemoryProbe.AvailableBytes(dev), DeviceName(dev));
             if (plan.MicroBatched)
             {
                 log.LogWarning("{Plan}", plan.Explanation);
@@ -351,7 +367,7 @@ namespace Elect.Cli
             if (p.GetValue(o.KnownMask) is { } knownPath)
                 selection = selection! with { KnownMask = KnownMask.Fit(RgbImage.Load(knownPath), image.Width, image.Height) };
             var (device, dtype) = DeviceAndDType(p, o, log);
-            using var editor = Editor.Load(ModelPath(p, o), p.GetValue(o.Model)!, device, dtype, log, p.GetValue(o.TokenizerPath));
+            using var editor = LoadEditor(ModelPath(p, o), p.GetValue(o.Model)!, device, dtype, log, p.GetValue(o.TokenizerPath));
             edit = PlanMemory(editor, edit, seeds.Length, image.Width, image.Height, log);
             log.LogInformation("{Mode} {Name} ({W}x{H}), seeds {Seeds}, {Steps} steps", selection is null ? "plain run of" : "ELECT on",
                 inputPath, image.Width, image.Height, string.Join(" ", seeds), edit.InferenceSteps);
@@ -434,7 +450,7 @@ namespace Elect.Cli
                 log.LogWarning("{Dir} holds item reports but no {Manifest}: their settings cannot be checked", outputDir, RunManifest.FileName);
             var forced = RunManifest.CheckAndWrite(outputDir, manifest, p.GetValue(forceOpt));
             if (forced.Count > 0) log.LogWarning("--force: mixing results of other settings ({Diffs})", string.Join("; ", forced));
-            using var editor = Editor.Load(modelPath, family, device, dtype, log, p.GetValue(o.TokenizerPath));
+            using var editor = LoadEditor(modelPath, family, device, dtype, log, p.GetValue(o.TokenizerPath));
             var square = ImageOps.ImageResizeSize(resolution, resolution, resolution);
             edit = PlanMemory(editor, edit, seeds.Length, square.Width, square.Height, log);
             var runner = new DatasetRunner(editor, log);

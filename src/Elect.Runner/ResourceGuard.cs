@@ -1,4 +1,6 @@
 using Elect.Imaging;
+using Elect.Modeling;
+using Elect.Pipelines;
 using static TorchSharp.torch;
 
 namespace Elect.Runner;
@@ -111,5 +113,28 @@ public static class MemoryEstimate
             $"estimated peak {Gb(estimate)} ({How(batch, decode)}) exceeds the {Gb(free)} free on {deviceName}; " +
             $"micro-batching: {b1} candidate(s) per model call, {d1} image(s) per decode (~{Gb(Estimate(b1, d1))})")
         { MicroBatched = true };
+    }
+}
+
+/// <summary>The check before a model is loaded: its weights alone must fit the memory of the device they load to.</summary>
+public static class WeightMemory
+{
+    /// <summary>
+    /// The weights' size at the request's dtype (<see cref="ModelFamily.WeightBytes"/>; null when it cannot be read from
+    /// the files, e.g. the demo model or a missing file that the load then reports).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">the weights exceed <paramref name="availableBytes"/>.</exception>
+    public static long? Check(ModelFamily family, FamilyLoadRequest request, long? availableBytes, string deviceName)
+    {
+        ArgumentNullException.ThrowIfNull(family);
+        ArgumentNullException.ThrowIfNull(request);
+        var bytes = family.WeightBytes(request);
+        if (bytes is not { } need || availableBytes is not { } free || need <= free) return bytes;
+        var hint = request.DType == ScalarType.Float32
+            ? "use --dtype bf16 (half the memory; fp16 on a GPU), a device with more memory, or free memory"
+            : "use a device with more memory or free memory";
+        throw new InvalidOperationException(
+            $"not enough memory for the {family.Name} weights: {WeightFootprint.Gb(need)} at {request.DType} (from the checkpoint's tensors), " +
+            $"above the {WeightFootprint.Gb(free)} free on {deviceName}; {hint}");
     }
 }

@@ -54,6 +54,30 @@ public sealed record ModelFamily
     public required Func<FamilyLoadRequest, EditingModel> Load { get; init; }
 
     /// <summary>
+    /// The weight files <see cref="Load"/> reads for a request and which of their tensors it keeps, for
+    /// <see cref="WeightBytes"/>; null for a family without checkpoint files (the demo).
+    /// </summary>
+    public Func<FamilyLoadRequest, IReadOnlyList<WeightSource>>? WeightSources { get; init; }
+
+    /// <summary>
+    /// The memory the request's weights take once loaded at its dtype (<see cref="WeightFootprint"/>), from the files'
+    /// headers; null when the family has no files or they cannot be listed (<see cref="Load"/> then says why).
+    /// </summary>
+    public long? WeightBytes(FamilyLoadRequest request)
+    {
+        if (WeightSources is null) return null;
+        try
+        {
+            var sources = WeightSources(request);
+            return sources.Count == 0 ? null : WeightFootprint.Bytes(sources, request.DType);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException or ArgumentException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
     /// The default checkpoint; for a single-file family its <c>.safetensors</c> conversion beside it when that
     /// file exists.
     /// </summary>
@@ -78,18 +102,21 @@ public static class ModelFamilies
             Name = "instructpix2pix", DefaultTextGuidance = 7.5f, Checkpoint = CheckpointLayout.Folder,
             DefaultCheckpoint = Path.Combine("checkpoints", "instructpix2pix"), TakesMask = false,
             Load = r => DiffusersFolder(r, "instructpix2pix", "unet", "an InstructPix2Pix-style", () => InstructPix2PixModel.Load(r.CheckpointPath, "instructpix2pix", r.Device, r.DType)),
+            WeightSources = r => Components(r.CheckpointPath, "unet", "vae", "text_encoder"),
         },
         new()
         {
             Name = "magicbrush", DefaultTextGuidance = 7.5f, Checkpoint = CheckpointLayout.Folder,
             DefaultCheckpoint = Path.Combine("checkpoints", "magicbrush"), TakesMask = false,
             Load = r => DiffusersFolder(r, "magicbrush", "unet", "an InstructPix2Pix-style", () => InstructPix2PixModel.Load(r.CheckpointPath, "magicbrush", r.Device, r.DType)),
+            WeightSources = r => Components(r.CheckpointPath, "unet", "vae", "text_encoder"),
         },
         new()
         {
             Name = "ultraedit", DefaultTextGuidance = 7.0f, Checkpoint = CheckpointLayout.Folder,
             DefaultCheckpoint = Path.Combine("checkpoints", "ultraedit"), TakesMask = true,
             Load = r => DiffusersFolder(r, "ultraedit", "transformer", "an SD3-style (UltraEdit)", () => UltraEditModel.Load(r.CheckpointPath, r.Device, r.DType)),
+            WeightSources = r => Components(r.CheckpointPath, "transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3"),
         },
         new()
         {
@@ -97,12 +124,14 @@ public static class ModelFamilies
             DefaultCheckpoint = "checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt", TakesMask = false,
             DefaultTokenizerPath = DefaultClipFolder,
             Load = LoadInstructDiffusion,
+            WeightSources = r => [new WeightSource(r.CheckpointPath, InstructDiffusionModel.IsLoadedKey, "state_dict")],
         },
         new()
         {
             Name = Mgie.MgieModel.FamilyName, DefaultTextGuidance = 7.5f, Checkpoint = CheckpointLayout.Bundle,
             DefaultCheckpoint = Path.Combine("checkpoints", "mgie"), TakesMask = false,
             Load = LoadMgie,
+            WeightSources = r => Mgie.MgiePaths.Resolve(r.CheckpointPath).WeightSources(),
         },
         new()
         {
@@ -131,6 +160,11 @@ public static class ModelFamilies
 
     /// <summary>The names as prose: "a, b, c or d".</summary>
     public static string NamesInProse() => Names.Count == 1 ? Names[0] : $"{string.Join(", ", Names.Take(Names.Count - 1))} or {Names[^1]}";
+
+    /// <summary>The weight files of the <paramref name="components"/> of a diffusers folder that it has.</summary>
+    private static IReadOnlyList<WeightSource> Components(string folder, params string[] components) =>
+        components.Select(c => Path.Combine(folder, c)).Where(Directory.Exists)
+                  .SelectMany(WeightLoader.FindWeightFiles).Select(f => new WeightSource(f)).ToArray();
 
     /// <summary>A diffusers pipeline folder holding <paramref name="component"/>, loaded by <paramref name="load"/>.</summary>
     private static EditingModel DiffusersFolder(FamilyLoadRequest r, string family, string component, string style, Func<EditingModel> load)

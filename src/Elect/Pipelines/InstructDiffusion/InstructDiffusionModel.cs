@@ -199,6 +199,12 @@ public sealed class InstructDiffusionModel : ClipUnetEditingModel
         return true;
     }
 
+    /// <summary>Whether a checkpoint key is one the loader copies into the UNet, the VAE or the CLIP text encoder.</summary>
+    public static bool IsLoadedKey(string name) =>
+        !IsIgnored(name) && (name.StartsWith("model.diffusion_model.", StringComparison.Ordinal)
+                             || name.StartsWith("first_stage_model.", StringComparison.Ordinal)
+                             || name.StartsWith("cond_stage_model.transformer.", StringComparison.Ordinal));
+
     // LatentDiffusion buffers recomputed from the config, EMA copies, and buffers transformers no longer saves
     private static bool IsIgnored(string name) =>
         name.StartsWith("model_ema.", StringComparison.Ordinal)

@@ -22,6 +22,20 @@ public delegate IMultimodalInstructor InstructorFactory(string llavaDir, string 
 /// </summary>
 public sealed record MgiePaths(string Folder, string Llava, string Mllm, string Unet, string VisionTower, string InstructPix2Pix)
 {
+    /// <summary>
+    /// The files the mgie family reads and which of their tensors it keeps: the LLaVA shards, the vision tower's
+    /// <c>vision_model.*</c>, <c>mllm.pt</c> (held whole while its rows replace LLaVA's embeddings), <c>unet.pt</c>,
+    /// the InstructPix2Pix VAE.
+    /// </summary>
+    public IReadOnlyList<WeightSource> WeightSources() =>
+    [
+        .. WeightLoader.FindWeightFiles(Llava).Select(f => new WeightSource(f)),
+        .. WeightLoader.FindWeightFiles(VisionTower).Select(f => new WeightSource(f, k => !k.StartsWith("text_model.", StringComparison.Ordinal) && !k.StartsWith("text_projection.", StringComparison.Ordinal))),
+        new WeightSource(Mllm),
+        new WeightSource(Unet),
+        .. WeightLoader.FindWeightFiles(Path.Combine(InstructPix2Pix, "vae")).Select(f => new WeightSource(f)),
+    ];
+
     public const string LlavaFolder = "LLaVA-7B-v1";
     public const string MllmFile = "mgie_7b/mllm.pt";
     public const string UnetFile = "mgie_7b/unet.pt";
