@@ -279,12 +279,17 @@ namespace Elect.Cli
         /// </summary>
         private static Editor LoadEditor(string modelPath, string family, Device device, ScalarType dtype, ILogger log, string? tokenizerPath)
         {
+            CheckWeights(modelPath, family, device, dtype, log, tokenizerPath);
+            return Editor.Load(modelPath, family, device, dtype, log, tokenizerPath);
+        }
+
+        /// <summary>Refuses (one line) a checkpoint whose weights at <paramref name="dtype"/> exceed the device's free memory.</summary>
+        private static void CheckWeights(string modelPath, string family, Device device, ScalarType dtype, ILogger log, string? tokenizerPath)
+        {
             var entry = ModelFamilies.Get(family);
             var request = new FamilyLoadRequest(modelPath, tokenizerPath ?? entry.DefaultTokenizerPath, device, dtype, log);
-            if (device.type == DeviceType.CUDA) Elect.Modeling.TorchRuntime.Initialize(device);
             var bytes = WeightMemory.Check(entry, request, MemoryProbe.AvailableBytes(device), DeviceName(device));
             if (bytes is { } b) log.LogDebug("weights: {Size} at {DType}", Elect.Modeling.WeightFootprint.Gb(b), dtype);
-            return Editor.Load(modelPath, family, device, dtype, log, tokenizerPath);
         }
 
         private static string DeviceName(Device device) => device.type == DeviceType.CUDA ? device.ToString() : "the CPU (available RAM)";
@@ -444,13 +449,14 @@ namespace Elect.Cli
             var modelPath = ModelPath(p, o);
             var family = p.GetValue(o.Model)!;
             var (device, dtype) = DeviceAndDType(p, o, log);
+            CheckWeights(modelPath, family, device, dtype, log, p.GetValue(o.TokenizerPath));   // before anything is written
             var manifest = RunManifest.Create(family, modelPath, dtype, resolution, edit, edit.TextGuidance ?? Editor.DefaultTextGuidance(family),
                 selection, seeds, p.GetValue(o.NumRandomCandidates), p.GetValue(o.UseDatasetMask));
             if (existing is null && Directory.EnumerateFiles(outputDir, "*" + DatasetRunner.ItemReportFile("")).Any())
                 log.LogWarning("{Dir} holds item reports but no {Manifest}: their settings cannot be checked", outputDir, RunManifest.FileName);
             var forced = RunManifest.CheckAndWrite(outputDir, manifest, p.GetValue(forceOpt));
             if (forced.Count > 0) log.LogWarning("--force: mixing results of other settings ({Diffs})", string.Join("; ", forced));
-            using var editor = LoadEditor(modelPath, family, device, dtype, log, p.GetValue(o.TokenizerPath));
+            using var editor = Editor.Load(modelPath, family, device, dtype, log, p.GetValue(o.TokenizerPath));
             var square = ImageOps.ImageResizeSize(resolution, resolution, resolution);
             edit = PlanMemory(editor, edit, seeds.Length, square.Width, square.Height, log);
             var runner = new DatasetRunner(editor, log);
