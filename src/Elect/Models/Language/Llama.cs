@@ -1,3 +1,4 @@
+using Elect.Models.Blocks;
 using Elect.Modeling;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -74,29 +75,6 @@ public sealed record LlamaConfig(int HiddenSize, int IntermediateSize, int NumAt
     {
         if (c.Raw(key) is not { } e) return null;
         return e.ValueKind == System.Text.Json.JsonValueKind.Array ? e.EnumerateArray().Select(x => x.GetInt64()).ToArray() : [e.GetInt64()];
-    }
-}
-
-/// <summary>transformers' <c>LlamaRMSNorm</c>: float32 statistics, cast back, then the weight.</summary>
-internal sealed class LlamaRmsNorm : nn.Module<Tensor, Tensor>
-{
-    private readonly Parameter weight;
-    private readonly double _eps;
-
-    public LlamaRmsNorm(int size, double eps, Device device, ScalarType dtype) : base(nameof(LlamaRmsNorm))
-    {
-        weight = nn.Parameter(torch.ones(size, device: device, dtype: dtype));
-        _eps = eps;
-        RegisterComponents();
-    }
-
-    public override Tensor forward(Tensor x)
-    {
-        using var scope = torch.NewDisposeScope();
-        var h = x.to(ScalarType.Float32);
-        var variance = h.pow(2).mean([-1], keepdim: true);
-        h = h * torch.rsqrt(variance + _eps);
-        return (weight * h.to(x.dtype)).MoveToOuterDisposeScope();
     }
 }
 
@@ -218,14 +196,14 @@ internal sealed class LlamaDecoderLayer : nn.Module
 {
     private readonly LlamaAttention self_attn;
     private readonly LlamaMlp mlp;
-    private readonly LlamaRmsNorm input_layernorm, post_attention_layernorm;
+    private readonly RmsNorm input_layernorm, post_attention_layernorm;
 
     public LlamaDecoderLayer(LlamaConfig cfg, Device device, ScalarType dtype) : base(nameof(LlamaDecoderLayer))
     {
         self_attn = new LlamaAttention(cfg, device, dtype);
         mlp = new LlamaMlp(cfg, device, dtype);
-        input_layernorm = new LlamaRmsNorm(cfg.HiddenSize, cfg.RmsNormEps, device, dtype);
-        post_attention_layernorm = new LlamaRmsNorm(cfg.HiddenSize, cfg.RmsNormEps, device, dtype);
+        input_layernorm = new RmsNorm(cfg.HiddenSize, cfg.RmsNormEps, device, dtype, castToInputDType: true);
+        post_attention_layernorm = new RmsNorm(cfg.HiddenSize, cfg.RmsNormEps, device, dtype, castToInputDType: true);
         RegisterComponents();
     }
 
@@ -243,14 +221,14 @@ internal sealed class LlamaModel : nn.Module
 {
     internal readonly Embedding embed_tokens;
     private readonly ModuleList<LlamaDecoderLayer> layers;
-    private readonly LlamaRmsNorm norm;
+    private readonly RmsNorm norm;
     internal readonly Linear? mm_projector;
 
     public LlamaModel(LlamaConfig cfg, Device device, ScalarType dtype) : base(nameof(LlamaModel))
     {
         embed_tokens = nn.Embedding(cfg.VocabSize, cfg.HiddenSize, device: device, dtype: dtype);
         layers = new ModuleList<LlamaDecoderLayer>(Enumerable.Range(0, cfg.NumHiddenLayers).Select(_ => new LlamaDecoderLayer(cfg, device, dtype)).ToArray());
-        norm = new LlamaRmsNorm(cfg.HiddenSize, cfg.RmsNormEps, device, dtype);
+        norm = new RmsNorm(cfg.HiddenSize, cfg.RmsNormEps, device, dtype, castToInputDType: true);
         if (cfg.UseMmProj && cfg.MmHiddenSize is { } mm)
             mm_projector = nn.Linear(mm, cfg.HiddenSize, hasBias: true, device: device, dtype: dtype);
         RegisterComponents();

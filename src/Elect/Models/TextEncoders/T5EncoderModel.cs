@@ -47,30 +47,6 @@ public sealed record T5Config(
     }
 }
 
-/// <summary>T5's RMS norm: no mean subtraction, no bias, variance in float32.</summary>
-internal sealed class T5LayerNorm : nn.Module<Tensor, Tensor>
-{
-    private readonly Parameter weight;
-    private readonly double _eps;
-
-    public T5LayerNorm(int size, double eps, Device device, ScalarType dtype) : base(nameof(T5LayerNorm))
-    {
-        weight = new Parameter(torch.ones(size, dtype: dtype, device: device));
-        _eps = eps;
-        RegisterComponents();
-    }
-
-    public override Tensor forward(Tensor x)
-    {
-        using var scope = torch.NewDisposeScope();
-        var xf = x.to(ScalarType.Float32);
-        var variance = xf.pow(2).mean([-1], keepdim: true);
-        var y = xf * torch.rsqrt(variance + _eps);
-        var result = weight * y.to(weight.dtype);
-        return result.MoveToOuterDisposeScope();
-    }
-}
-
 internal sealed class T5Attention : nn.Module<Tensor, Tensor, Tensor>
 {
     private readonly Linear q, k, v, o;
@@ -126,12 +102,12 @@ internal sealed class T5Attention : nn.Module<Tensor, Tensor, Tensor>
 internal sealed class T5LayerSelfAttention : nn.Module<Tensor, Tensor, Tensor>
 {
     private readonly T5Attention SelfAttention;
-    private readonly T5LayerNorm layer_norm;
+    private readonly RmsNorm layer_norm;
 
     public T5LayerSelfAttention(T5Config cfg, bool hasBias, Device device, ScalarType dtype) : base(nameof(T5LayerSelfAttention))
     {
         SelfAttention = new T5Attention(cfg, hasBias, device, dtype);
-        layer_norm = new T5LayerNorm(cfg.DModel, cfg.LayerNormEpsilon, device, dtype);
+        layer_norm = new RmsNorm(cfg.DModel, cfg.LayerNormEpsilon, device, dtype);
         RegisterComponents();
     }
 
@@ -187,12 +163,12 @@ internal sealed class T5DenseActDense : nn.Module<Tensor, Tensor>
 internal sealed class T5LayerFF : nn.Module<Tensor, Tensor>
 {
     private readonly T5DenseActDense DenseReluDense;
-    private readonly T5LayerNorm layer_norm;
+    private readonly RmsNorm layer_norm;
 
     public T5LayerFF(T5Config cfg, Device device, ScalarType dtype) : base(nameof(T5LayerFF))
     {
         DenseReluDense = new T5DenseActDense(cfg, device, dtype);
-        layer_norm = new T5LayerNorm(cfg.DModel, cfg.LayerNormEpsilon, device, dtype);
+        layer_norm = new RmsNorm(cfg.DModel, cfg.LayerNormEpsilon, device, dtype);
         RegisterComponents();
     }
 
@@ -244,13 +220,13 @@ internal sealed class T5Block : nn.Module<Tensor, Tensor, Tensor>
 internal sealed class T5Stack : nn.Module
 {
     private readonly ModuleList<T5Block> block;
-    private readonly T5LayerNorm final_layer_norm;
+    private readonly RmsNorm final_layer_norm;
 
     public T5Stack(T5Config cfg, Device device, ScalarType dtype) : base(nameof(T5Stack))
     {
         block = new ModuleList<T5Block>();
         for (int i = 0; i < cfg.NumLayers; i++) block.Add(new T5Block(cfg, i == 0, device, dtype));
-        final_layer_norm = new T5LayerNorm(cfg.DModel, cfg.LayerNormEpsilon, device, dtype);
+        final_layer_norm = new RmsNorm(cfg.DModel, cfg.LayerNormEpsilon, device, dtype);
         RegisterComponents();
     }
 

@@ -9,32 +9,6 @@ namespace Elect.Models.Transformers;
 // Building blocks of diffusers' SD3Transformer2DModel. Field names are diffusers' module names
 // (snake_case), so RegisterComponents() yields diffusers' state_dict keys.
 
-/// <summary>diffusers <c>RMSNorm(dim, eps, elementwise_affine=True)</c> as used for q/k normalisation.</summary>
-public sealed class SD3RMSNorm : nn.Module<Tensor, Tensor>
-{
-    private readonly Parameter weight;
-    private readonly double _eps;
-
-    public SD3RMSNorm(long dim, double eps, Device? device = null, ScalarType? dtype = null) : base(nameof(SD3RMSNorm))
-    {
-        _eps = eps;
-        weight = new Parameter(torch.ones(dim, dtype: dtype ?? ScalarType.Float32, device: device));
-        RegisterComponents();
-    }
-
-    public override Tensor forward(Tensor x)
-    {
-        using var scope = torch.NewDisposeScope();
-        // variance in float32; x * rsqrt(...) promotes to float32; cast to a half-precision weight's dtype.
-        var variance = x.to(ScalarType.Float32).pow(2).mean([-1L], keepdim: true);
-        var h = x * torch.rsqrt(variance + _eps);
-        if (weight.dtype is ScalarType.Float16 or ScalarType.BFloat16)
-            h = h.to(weight.dtype);
-        h = h * weight;
-        return h.MoveToOuterDisposeScope();
-    }
-}
-
 /// <summary>diffusers <c>GELU(dim_in, dim_out, approximate="tanh")</c>: a projection followed by tanh-GELU.</summary>
 public sealed class SD3GeluProjection : nn.Module<Tensor, Tensor>
 {
@@ -154,7 +128,7 @@ public sealed class SD3JointAttention : nn.Module
     private readonly Linear to_q, to_k, to_v;
     private readonly ModuleList<nn.Module<Tensor, Tensor>> to_out;
     private readonly Linear? add_q_proj, add_k_proj, add_v_proj, to_add_out;
-    private readonly SD3RMSNorm? norm_q, norm_k, norm_added_q, norm_added_k;
+    private readonly RmsNorm? norm_q, norm_k, norm_added_q, norm_added_k;
     private readonly long _heads, _headDim;
 
     public SD3JointAttention(long dim, long heads, long headDim, bool joint, bool contextPreOnly, bool rmsQkNorm,
@@ -169,8 +143,8 @@ public sealed class SD3JointAttention : nn.Module
         to_out = nn.ModuleList<nn.Module<Tensor, Tensor>>(nn.Linear(inner, dim, hasBias: true, device: device, dtype: dtype), nn.Identity());
         if (rmsQkNorm)
         {
-            norm_q = new SD3RMSNorm(headDim, 1e-6, device, dtype);
-            norm_k = new SD3RMSNorm(headDim, 1e-6, device, dtype);
+            norm_q = new RmsNorm(headDim, 1e-6, device, dtype);
+            norm_k = new RmsNorm(headDim, 1e-6, device, dtype);
         }
         if (joint)
         {
@@ -181,14 +155,14 @@ public sealed class SD3JointAttention : nn.Module
                 to_add_out = nn.Linear(inner, dim, hasBias: true, device: device, dtype: dtype);
             if (rmsQkNorm)
             {
-                norm_added_q = new SD3RMSNorm(headDim, 1e-6, device, dtype);
-                norm_added_k = new SD3RMSNorm(headDim, 1e-6, device, dtype);
+                norm_added_q = new RmsNorm(headDim, 1e-6, device, dtype);
+                norm_added_k = new RmsNorm(headDim, 1e-6, device, dtype);
             }
         }
         RegisterComponents();
     }
 
-    private Tensor Heads(Linear proj, Tensor x, SD3RMSNorm? norm)
+    private Tensor Heads(Linear proj, Tensor x, RmsNorm? norm)
     {
         var t = proj.forward(x).view(x.shape[0], -1, _heads, _headDim).transpose(1, 2);
         return norm is null ? t : norm.forward(t);
