@@ -28,13 +28,8 @@ public static class BenchConfigs
     }
     """;
 
-    public const string Ip2pScheduler = """
-    {
-      "_class_name": "EulerAncestralDiscreteScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
-      "beta_start": 0.00085, "num_train_timesteps": 1000, "prediction_type": "epsilon", "steps_offset": 1,
-      "timestep_spacing": "linspace"
-    }
-    """;
+    /// <summary>timbrooks/instruct-pix2pix's scheduler (also the demo model's).</summary>
+    public const string Ip2pScheduler = Elect.Pipelines.InstructPix2Pix.InstructPix2PixModel.SchedulerConfigJson;
 
     /// <summary>SD3-medium transformer with UltraEdit's 32 input channels (16 noisy + 16 image latents).</summary>
     public const string UltraEditTransformer = """

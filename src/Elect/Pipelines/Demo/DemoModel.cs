@@ -4,6 +4,7 @@ using Elect.Modeling;
 using Elect.Models.Autoencoders;
 using Elect.Models.TextEncoders;
 using Elect.Models.Unets;
+using Elect.Pipelines.InstructPix2Pix;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -42,14 +43,6 @@ public static class DemoModel
       "in_channels": 3, "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32, "out_channels": 3,
       "sample_size": 128, "scaling_factor": 0.18215,
       "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"]
-    }
-    """;
-
-    private const string SchedulerConfig = """
-    {
-      "_class_name": "EulerAncestralDiscreteScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
-      "beta_start": 0.00085, "num_train_timesteps": 1000, "prediction_type": "epsilon", "steps_offset": 1,
-      "timestep_spacing": "linspace"
     }
     """;
 
@@ -117,7 +110,7 @@ public static class DemoModel
         }
         var vocab = Vocabulary();
         Text("model_index.json", ModelIndex);
-        Text("scheduler/scheduler_config.json", SchedulerConfig);
+        Text("scheduler/scheduler_config.json", InstructPix2PixModel.SchedulerConfigJson);
         Text("tokenizer/tokenizer_config.json", TokenizerConfig);
         Text("tokenizer/special_tokens_map.json", SpecialTokens);
         Text("tokenizer/vocab.json", JsonSerializer.Serialize(vocab.Select((t, i) => (t, i)).ToDictionary(x => x.t, x => x.i)));

@@ -20,6 +20,15 @@ namespace Elect.Pipelines.InstructPix2Pix;
 /// </summary>
 public class InstructPix2PixModel : ClipUnetEditingModel
 {
+    /// <summary>timbrooks/instruct-pix2pix's <c>scheduler/scheduler_config.json</c> (Euler ancestral), for models built without a checkpoint (the demo, bench).</summary>
+    public const string SchedulerConfigJson = """
+    {
+      "_class_name": "EulerAncestralDiscreteScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
+      "beta_start": 0.00085, "num_train_timesteps": 1000, "prediction_type": "epsilon", "steps_offset": 1,
+      "timestep_spacing": "linspace"
+    }
+    """;
+
     private readonly string _name;
     private readonly ModelConfig _schedulerConfig;
 
