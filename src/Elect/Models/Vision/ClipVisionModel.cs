@@ -169,10 +169,13 @@ public sealed class ClipVisionModel : nn.Module<Tensor, ClipVisionOutput>
         device ??= torch.CPU;
         TorchRuntime.Initialize(device);
         var cfg = ClipVisionConfig.Load(Path.Combine(dir, "config.json"));
-        return ModuleSetup.LoadPretrained(new ClipVisionModel(cfg, device, dtype), dir, dtype, device,
-            ignoreUnexpected: k => k.StartsWith("text_model.", StringComparison.Ordinal) || k.StartsWith("text_projection.", StringComparison.Ordinal)
-                                   || k == "logit_scale" || k.EndsWith("embeddings.position_ids", StringComparison.Ordinal));
+        return ModuleSetup.LoadPretrained(new ClipVisionModel(cfg, device, dtype), dir, dtype, device, ignoreUnexpected: IsUnusedKey);
     }
+
+    /// <summary>The keys of a CLIPModel folder the vision tower does not load: the text side, <c>logit_scale</c>, saved position ids.</summary>
+    public static bool IsUnusedKey(string key) =>
+        key.StartsWith("text_model.", StringComparison.Ordinal) || key.StartsWith("text_projection.", StringComparison.Ordinal)
+        || key == "logit_scale" || key.EndsWith("embeddings.position_ids", StringComparison.Ordinal);
 
     /// <summary>Runs the tower on normalised pixels [B, C, image_size, image_size].</summary>
     public override ClipVisionOutput forward(Tensor pixels)

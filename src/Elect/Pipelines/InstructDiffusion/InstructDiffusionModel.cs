@@ -119,9 +119,9 @@ public sealed class InstructDiffusionModel : ClipUnetEditingModel
         var keys = new LdmKeys(config);
         var targets = new (string Prefix, string Part, Dictionary<string, Tensor> State)[]
         {
-            ("model.diffusion_model.", "UNet", unet.state_dict()),
-            ("first_stage_model.", "VAE", vae.state_dict()),
-            ("cond_stage_model.transformer.", "CLIP text encoder", text.state_dict()),
+            (LoadedPrefixes[0], "UNet", unet.state_dict()),
+            (LoadedPrefixes[1], "VAE", vae.state_dict()),
+            (LoadedPrefixes[2], "CLIP text encoder", text.state_dict()),
         };
         var seen = new HashSet<string>(StringComparer.Ordinal);
         Tensor? alphas = null;
@@ -201,9 +201,10 @@ public sealed class InstructDiffusionModel : ClipUnetEditingModel
 
     /// <summary>Whether a checkpoint key is one the loader copies into the UNet, the VAE or the CLIP text encoder.</summary>
     public static bool IsLoadedKey(string name) =>
-        !IsIgnored(name) && (name.StartsWith("model.diffusion_model.", StringComparison.Ordinal)
-                             || name.StartsWith("first_stage_model.", StringComparison.Ordinal)
-                             || name.StartsWith("cond_stage_model.transformer.", StringComparison.Ordinal));
+        !IsIgnored(name) && LoadedPrefixes.Any(p => name.StartsWith(p, StringComparison.Ordinal));
+
+    /// <summary>The checkpoint prefixes of the UNet, the VAE and the CLIP text encoder, in that order.</summary>
+    private static readonly string[] LoadedPrefixes = ["model.diffusion_model.", "first_stage_model.", "cond_stage_model.transformer."];
 
     // LatentDiffusion buffers recomputed from the config, EMA copies, and buffers transformers no longer saves
     private static bool IsIgnored(string name) =>

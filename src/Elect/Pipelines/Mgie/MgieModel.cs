@@ -30,7 +30,7 @@ public sealed record MgiePaths(string Folder, string Llava, string Mllm, string 
     public IReadOnlyList<WeightSource> WeightSources() =>
     [
         .. WeightLoader.FindWeightFiles(Llava).Select(f => new WeightSource(f)),
-        .. WeightLoader.FindWeightFiles(VisionTower).Select(f => new WeightSource(f, k => !k.StartsWith("text_model.", StringComparison.Ordinal) && !k.StartsWith("text_projection.", StringComparison.Ordinal))),
+        .. WeightLoader.FindWeightFiles(VisionTower).Select(f => new WeightSource(f, k => !Models.Vision.ClipVisionModel.IsUnusedKey(k))),
         new WeightSource(Mllm),
         new WeightSource(Unet),
         .. WeightLoader.FindWeightFiles(Path.Combine(InstructPix2Pix, "vae")).Select(f => new WeightSource(f)),
