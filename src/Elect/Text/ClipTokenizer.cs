@@ -326,6 +326,10 @@ internal sealed class ClipTokenizerConfig
         return [];
     }
 
+    /// <summary>A boolean entry of tokenizer_config.json; null when absent or not a boolean.</summary>
+    public bool? Bool(string key) =>
+        _config is { } obj && obj.TryGetProperty(key, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : null;
+
     /// <summary>model_max_length, or <paramref name="fallback"/> when absent or a "very large" placeholder.</summary>
     public int MaxLength(int fallback)
     {

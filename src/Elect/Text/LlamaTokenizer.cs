@@ -179,7 +179,7 @@ public sealed class LlamaTokenizer
             byContent.TryGetValue(token, out var at) ? tokens[at].Id
             : vocab.TryGetValue(token, out var id) ? id
             : throw new InvalidDataException($"LLaMA tokenizer: {role} '{token}' is neither a piece of {modelPath} nor an added token");
-        bool addBos = ConfigBool(config, dir, "add_bos_token", true), addEos = ConfigBool(config, dir, "add_eos_token", false);
+        bool addBos = config.Bool("add_bos_token") ?? true, addEos = config.Bool("add_eos_token") ?? false;
         return new LlamaTokenizer(proto, tokens, Lookup(bosToken, "bos_token"), Lookup(eosToken, "eos_token"), addBos, addEos);
     }
 
@@ -206,14 +206,6 @@ public sealed class LlamaTokenizer
             if (root.TryGetProperty("add_prefix_space", out var a) && a.ValueKind == JsonValueKind.False)
                 throw new NotSupportedException($"{path}: \"add_prefix_space\": false (transformers' prepend scheme \"never\") is not supported");
         }
-    }
-
-    private static bool ConfigBool(ClipTokenizerConfig config, string dir, string key, bool fallback)
-    {
-        var path = Path.Combine(dir, "tokenizer_config.json");
-        if (!File.Exists(path)) return fallback;
-        using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
-        return doc.RootElement.TryGetProperty(key, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : fallback;
     }
 
     private static AddedToken? ParseToken(JsonElement e, bool? specialDefault, string where)
