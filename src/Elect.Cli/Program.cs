@@ -288,11 +288,9 @@ namespace Elect.Cli
         {
             var entry = ModelFamilies.Get(family);
             var request = new FamilyLoadRequest(modelPath, tokenizerPath ?? entry.DefaultTokenizerPath, device, dtype, log);
-            var bytes = WeightMemory.Check(entry, request, MemoryProbe.AvailableBytes(device), DeviceName(device));
+            var bytes = WeightMemory.Check(entry, request);
             if (bytes is { } b) log.LogDebug("weights: {Size} at {DType}", Elect.Modeling.WeightFootprint.Gb(b), dtype);
         }
-
-        private static string DeviceName(Device device) => device.type == DeviceType.CUDA ? device.ToString() : "the CPU (available RAM)";
 
         /// <summary>Reduces the batching to what the memory estimate says fits (or refuses); logs what it did.</summary>
         private static EditOptions PlanMemory(Editor editor, EditOptions edit, int candidates, int width, int height, ILogger log)
@@ -300,7 +298,7 @@ namespace Elect.Cli
             var dev = editor.Model.Device;
             int? decode = edit.MaxDecodeBatch ?? (dev.type == DeviceType.CUDA ? 4 : null);
             var plan = MemoryEstimate.Plan(candidates, edit.MaxBatch, decode, width, height, editor.Model.DownsampleFactor,
-                editor.Model.DType, MemoryProbe.AvailableBytes(dev), DeviceName(dev));
+                editor.Model.DType, MemoryProbe.AvailableBytes(dev), MemoryProbe.AvailableName(dev));
             if (plan.MicroBatched)
             {
                 log.LogWarning("{Plan}", plan.Explanation);

@@ -104,6 +104,9 @@ public static class MemoryProbe
     /// reports it (memory the caching allocator holds counts as used); on the CPU the kernel's MemAvailable,
     /// capped by the cgroup's memory limit when one is set. Null when it cannot be read.
     /// </summary>
+    /// <summary>What <see cref="AvailableBytes"/> measures, for messages: the CUDA device, or "the CPU (available RAM)".</summary>
+    public static string AvailableName(Device device) => device.type == DeviceType.CUDA ? device.ToString() : "the CPU (available RAM)";
+
     public static long? AvailableBytes(Device device)
     {
         if (device.type == DeviceType.CUDA)

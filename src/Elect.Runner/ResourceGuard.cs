@@ -94,7 +94,7 @@ public static class MemoryEstimate
         int batch = Math.Min(candidates, maxBatch ?? candidates);
         int decode = Math.Min(candidates, maxDecodeBatch ?? candidates);
         long Estimate(int b, int d) => Math.Max(Denoiser(b, latentPixels, element), Decoder(d, imagePixels, element));
-        static string Gb(long bytes) => $"{bytes / 1e9:F1} GB";
+        static string Gb(long bytes) => WeightFootprint.Gb(bytes);
         long estimate = Estimate(batch, decode);
         string How(int b, int d) => $"{width}x{height} image, {(element == 2 ? 16 : 32)}-bit: {b} candidate(s) per model call ~{Gb(Denoiser(b, latentPixels, element))}, " +
                                     $"{d} image(s) per decode ~{Gb(Decoder(d, imagePixels, element))}";
@@ -123,6 +123,11 @@ public static class WeightMemory
     /// The weights' size at the request's dtype (<see cref="ModelFamily.WeightBytes"/>; null when it cannot be read from
     /// the files, e.g. the demo model or a missing file that the load then reports).
     /// </summary>
+    /// <exception cref="InvalidOperationException">the weights exceed the free memory of the request's device.</exception>
+    public static long? Check(ModelFamily family, FamilyLoadRequest request) =>
+        Check(family, request, MemoryProbe.AvailableBytes(request.Device), MemoryProbe.AvailableName(request.Device));
+
+    /// <summary>The same against a given amount of free memory on <paramref name="deviceName"/>.</summary>
     /// <exception cref="InvalidOperationException">the weights exceed <paramref name="availableBytes"/>.</exception>
     public static long? Check(ModelFamily family, FamilyLoadRequest request, long? availableBytes, string deviceName)
     {
