@@ -98,8 +98,8 @@ public static class MagicBrushMetrics
 /// </summary>
 public sealed class MagicBrushClip : IDisposable
 {
-    private static readonly float[] Mean = [0.48145466f, 0.4578275f, 0.40821073f];
-    private static readonly float[] Std = [0.26862954f, 0.26130258f, 0.27577711f];
+    private static readonly float[] Mean = ClipImageProcessor.OpenAiClipMean;
+    private static readonly float[] Std = ClipImageProcessor.OpenAiClipStd;
     private const int ContextLength = 77;
     private readonly ClipVisionModel _vision;
     private readonly ClipTextModel _text;

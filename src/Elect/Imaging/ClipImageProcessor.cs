@@ -71,15 +71,14 @@ public sealed record ClipImageProcessor(int ShortestEdge, int CropHeight, int Cr
         using var scope = torch.NewDisposeScope();
         var x = image.ToByteTensor().permute(2, 0, 1).unsqueeze(0).contiguous();
         int h = image.Height, w = image.Width;
-        // transformers' get_resize_output_image_size(shortest_edge, default_to_square=False): the long side truncated
-        int nh, nw;
-        if (w <= h) { nw = shortestEdge; nh = (int)(shortestEdge * (long)h / w); }
-        else { nh = shortestEdge; nw = (int)(shortestEdge * (long)w / h); }
+        // transformers' get_resize_output_image_size(shortest_edge, default_to_square=False): the long side truncated,
+        // as torchvision's _compute_resized_output_size
+        var (nw, nh) = TorchvisionTransforms.ShorterSideSize(w, h, shortestEdge);
         if (nh != h || nw != w)
             x = nn.functional.interpolate(x, [nh, nw], mode: InterpolationMode.Bicubic, align_corners: false, antialias: true);   // libtorch's uint8 kernel, as torchvision calls it
         if (cropHeight > nh || cropWidth > nw)
             throw new NotSupportedException($"a {cropWidth}x{cropHeight} centre crop of a {nw}x{nh} resized image (torchvision would pad) is not supported");
-        int top = (int)Math.Round((nh - cropHeight) / 2.0, MidpointRounding.ToEven), left = (int)Math.Round((nw - cropWidth) / 2.0, MidpointRounding.ToEven);
+        int top = TorchvisionTransforms.CenterCropOffset(nh, cropHeight), left = TorchvisionTransforms.CenterCropOffset(nw, cropWidth);
         x = x[.., .., top..(top + cropHeight), left..(left + cropWidth)];
         var m = torch.tensor(mean).reshape(1, 3, 1, 1) * 255f;
         var s = torch.tensor(std).reshape(1, 3, 1, 1) * 255f;

@@ -32,6 +32,9 @@ public static class TorchvisionTransforms
         return wShort ? (size, newLong) : (newLong, size);
     }
 
+    /// <summary>A centre crop's offset along one side, <c>int(round((length - crop) / 2))</c> (half to even), as torchvision and transformers compute it.</summary>
+    public static int CenterCropOffset(int length, int crop) => (int)Math.Round((length - crop) / 2.0, MidpointRounding.ToEven);
+
     /// <summary>
     /// <c>transforms.CenterCrop(size)</c> (square): <c>top = int(round((h - size) / 2))</c>, <c>left</c> likewise; an image
     /// smaller than the crop is first padded with zeros, <c>(size - w) // 2</c> on the left/top and the rest on the right/bottom.
@@ -50,8 +53,7 @@ public static class TorchvisionTransforms
             image = padded;
             if (image.Width == size && image.Height == size) return image;
         }
-        int top = (int)Math.Round((image.Height - size) / 2.0, MidpointRounding.ToEven);
-        int left = (int)Math.Round((image.Width - size) / 2.0, MidpointRounding.ToEven);
+        int top = CenterCropOffset(image.Height, size), left = CenterCropOffset(image.Width, size);
         var r = new RgbImage(size, size);
         for (int y = 0; y < size; y++)
             Array.Copy(image.Data, ((top + y) * image.Width + left) * 3, r.Data, y * size * 3, size * 3);
