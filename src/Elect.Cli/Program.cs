@@ -287,8 +287,7 @@ namespace Elect.Cli
         private static void CheckWeights(string modelPath, string family, Device device, ScalarType dtype, ILogger log, string? tokenizerPath)
         {
             var entry = ModelFamilies.Get(family);
-            var request = new FamilyLoadRequest(modelPath, tokenizerPath ?? entry.DefaultTokenizerPath, device, dtype, log);
-            var bytes = WeightMemory.Check(entry, request);
+            var bytes = WeightMemory.Check(entry, entry.Request(modelPath, tokenizerPath, device, dtype, log));
             if (bytes is { } b) log.LogDebug("weights: {Size} at {DType}", Elect.Modeling.WeightFootprint.Gb(b), dtype);
         }
 

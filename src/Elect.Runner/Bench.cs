@@ -88,7 +88,10 @@ public static class Bench
 
         var build = Stopwatch.StartNew();
         if (o.ModelPath is not null)
-            WeightMemory.Check(ModelFamilies.Get(o.Family), new FamilyLoadRequest(o.ModelPath, ModelFamilies.Get(o.Family).DefaultTokenizerPath, o.Device, o.DType, log));
+        {
+            var family = ModelFamilies.Get(o.Family);
+            WeightMemory.Check(family, family.Request(o.ModelPath, null, o.Device, o.DType, log));
+        }
         using var model = o.ModelPath is null ? RandomModel(o) : Editor.Load(o.ModelPath, o.Family, o.Device, o.DType, log).Model;
         log.LogInformation("bench model {Family} ({Source}) ready in {Seconds:F1} s", o.Family, o.ModelPath ?? "random weights", build.Elapsed.TotalSeconds);
         var image = SampleImage.Create(o.Resolution, o.Resolution);

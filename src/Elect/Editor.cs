@@ -64,7 +64,7 @@ public sealed class Editor : IDisposable
     {
         var log = logger ?? NullLogger.Instance;
         var entry = ModelFamilies.Get(family);
-        var model = entry.Load(new FamilyLoadRequest(folder, tokenizerPath ?? entry.DefaultTokenizerPath, device, dtype, log));
+        var model = entry.Load(entry.Request(folder, tokenizerPath, device, dtype, log));
         return new Editor(entry, model, log);
     }
 

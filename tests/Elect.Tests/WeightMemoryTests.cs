@@ -14,7 +14,7 @@ namespace Elect.Tests;
 public sealed class WeightMemoryTests
 {
     private static FamilyLoadRequest Request(string family, string path, ScalarType dtype, string? tokenizer = null) =>
-        new(path, tokenizer ?? ModelFamilies.Get(family).DefaultTokenizerPath, CPU, dtype, NullLogger.Instance);
+        ModelFamilies.Get(family).Request(path, tokenizer, CPU, dtype, NullLogger.Instance);
 
     private static long ModuleBytes(nn.Module m) =>
         m.parameters().Sum(p => p.numel() * p.element_size()) + m.named_buffers().Sum(b => b.buffer.numel() * b.buffer.element_size());

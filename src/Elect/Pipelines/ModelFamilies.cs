@@ -53,6 +53,10 @@ public sealed record ModelFamily
     /// <summary>Loads the family's model; errors name the missing or inconsistent file.</summary>
     public required Func<FamilyLoadRequest, EditingModel> Load { get; init; }
 
+    /// <summary>A load request for this family: the tokenizer folder defaults to <see cref="DefaultTokenizerPath"/>.</summary>
+    public FamilyLoadRequest Request(string checkpointPath, string? tokenizerPath, Device device, ScalarType dtype, ILogger log) =>
+        new(checkpointPath, tokenizerPath ?? DefaultTokenizerPath, device, dtype, log);
+
     /// <summary>
     /// The weight files <see cref="Load"/> reads for a request and which of their tensors it keeps, for
     /// <see cref="WeightBytes"/>; null for a family without checkpoint files (the demo).
