@@ -84,9 +84,7 @@ internal sealed class RandomMgieInstructor : IMultimodalInstructor
         ids.AddRange(Enumerable.Repeat(_patch, patches));
         ids.Add(_end);
         ids.AddRange(text[(TextTokens / 2)..]);
-        var before = _llm.Embed(tensor(ids.Take(TextTokens / 2 + 2).ToArray(), [1, TextTokens / 2 + 2]));
-        var after = _llm.Embed(tensor(ids.Skip(TextTokens / 2 + 2 + patches).ToArray(), [1, ids.Count - (TextTokens / 2 + 2 + patches)]));
-        var embeds = cat([before, features.to(before.dtype), after], 1);
+        var embeds = LlavaInstructor.SpliceEmbeddings(_llm, ids, features, _patch, _start, _end);
         using var result = GreedyGeneration.Generate(_llm, ids, embeds, new GreedyOptions(96, 3, _llm.Config.EosTokenIds));
         int rows = (int)result.LastHiddenStates.shape[0];
         int p = LlavaInstructor.SelectImageTokenStart(result.Sequence, rows, _img0);

@@ -186,14 +186,18 @@ public sealed class LlavaInstructor : IMultimodalInstructor
     /// LlavaLlamaModel.forward's splice: the token embeddings of <paramref name="ids"/> with the image features put in place
     /// of the <c>&lt;im_patch&gt;</c> rows after each <c>&lt;im_start&gt;</c> ([1, L, hidden]).
     /// </summary>
-    public Tensor SpliceEmbeddings(IReadOnlyList<long> ids, Tensor imageFeatures)
+    public Tensor SpliceEmbeddings(IReadOnlyList<long> ids, Tensor imageFeatures) =>
+        SpliceEmbeddings(_llm, ids, imageFeatures, ImagePatchId, ImageStartId, ImageEndId);
+
+    /// <summary>The splice of <see cref="SpliceEmbeddings(IReadOnlyList{long}, Tensor)"/> for any LLaVA model and image-token ids.</summary>
+    public static Tensor SpliceEmbeddings(LlamaForCausalLM llm, IReadOnlyList<long> ids, Tensor imageFeatures, long patchId, long? startId, long? endId)
     {
         using var scope = torch.NewDisposeScope();
         using var _ = torch.no_grad();
         var idTensor = torch.tensor(ids.ToArray(), [1, ids.Count], ScalarType.Int64);
-        var embeds = _llm.Embed(idTensor)[0];
-        if (!ids.Contains(ImagePatchId)) return embeds.unsqueeze(0).MoveToOuterDisposeScope();   // not multimodal
-        if (!_llm.Config.MmUseImStartEnd || ImageStartId is not { } start || ImageEndId is not { } end)
+        var embeds = llm.Embed(idTensor)[0];
+        if (!ids.Contains(patchId)) return embeds.unsqueeze(0).MoveToOuterDisposeScope();   // not multimodal
+        if (!llm.Config.MmUseImStartEnd || startId is not { } start || endId is not { } end)
             throw new NotSupportedException("LLaVA without mm_use_im_start_end (patch tokens only) is not supported; MGIE uses <im_start>/<im_end>");
         if (ids.Count(i => i == start) != ids.Count(i => i == end))
             throw new InvalidDataException("The number of image start tokens and image end tokens should be the same.");
