@@ -22,20 +22,9 @@ public static class WeightFootprint
         ArgumentNullException.ThrowIfNull(sources);
         long target = TorchCheckpoint.ElementSize(dtype), total = 0;
         foreach (var s in sources)
-        {
-            if (Checkpoint.IsSafeTensors(s.Path))
-            {
-                foreach (var t in SafeTensors.ReadHeader(s.Path).Tensors)
-                    if (s.Include?.Invoke(t.Name) ?? true)
-                        total += Numel(t.Shape) * ElementBytes(SafeTensors.ToScalarType(t.DType, t.Name, s.Path), target);
-                continue;
-            }
-            using var ckpt = TorchCheckpoint.Open(s.Path, UnknownGlobals.Opaque);
-            var root = s.Root is not null && ckpt.Root is PickleDict top && top.ContainsKey(s.Root) ? s.Root : null;
-            foreach (var (name, t) in ckpt.TensorEntries(root))
+            foreach (var (name, stored, shape) in WeightLoader.TensorHeaders(s.Path, s.Root, UnknownGlobals.Opaque))
                 if (s.Include?.Invoke(name) ?? true)
-                    total += Numel(t.Shape) * ElementBytes(t.DType, target);
-        }
+                    total += Numel(shape) * ElementBytes(stored, target);
         return total;
     }
 

@@ -54,17 +54,23 @@ public static class WeightLoader
     public static HashSet<string> TensorNames(IEnumerable<string> files)
     {
         var names = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var f in files)
-        {
-            if (Checkpoint.IsSafeTensors(f))
-            {
-                names.UnionWith(SafeTensors.ReadHeader(f).Tensors.Select(t => t.Name));
-                continue;
-            }
-            using var ckpt = TorchCheckpoint.Open(f);
-            names.UnionWith(ckpt.TensorEntries().Select(e => e.Key));
-        }
+        foreach (var f in files) names.UnionWith(TensorHeaders(f).Select(t => t.Name));
         return names;
+    }
+
+    /// <summary>
+    /// The name, stored dtype and shape of every tensor of one weight file, from its safetensors header or the pickle of a
+    /// torch.save file (no tensor data is read). <paramref name="root"/>: the entry of a torch.save dict holding the tensors
+    /// (e.g. a Lightning checkpoint's <c>state_dict</c>) when the file has it, else the whole file.
+    /// </summary>
+    public static IReadOnlyList<(string Name, ScalarType DType, long[] Shape)> TensorHeaders(string file, string? root = null,
+                                                                                          UnknownGlobals unknownGlobals = UnknownGlobals.Refuse)
+    {
+        if (Checkpoint.IsSafeTensors(file))
+            return SafeTensors.ReadHeader(file).Tensors.Select(t => (t.Name, SafeTensors.ToScalarType(t.DType, t.Name, file), t.Shape)).ToArray();
+        using var ckpt = TorchCheckpoint.Open(file, unknownGlobals);
+        var within = root is not null && ckpt.Root is PickleDict top && top.ContainsKey(root) ? root : null;
+        return ckpt.TensorEntries(within).Select(e => (e.Key, e.Value.DType, e.Value.Shape)).ToArray();
     }
 
     private static string[] ReadShardIndex(string indexPath)

@@ -128,7 +128,7 @@ public static class ModelFamilies
             DefaultCheckpoint = "checkpoints/v1-5-pruned-emaonly-adaption-task.ckpt", TakesMask = false,
             DefaultTokenizerPath = DefaultClipFolder,
             Load = LoadInstructDiffusion,
-            WeightSources = r => [new WeightSource(r.CheckpointPath, InstructDiffusionModel.IsLoadedKey, "state_dict")],
+            WeightSources = r => [new WeightSource(r.CheckpointPath, InstructDiffusionModel.IsLoadedKey, LdmCheckpoint.StateDictKey)],
         },
         new()
         {

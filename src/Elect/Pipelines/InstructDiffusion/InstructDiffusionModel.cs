@@ -332,17 +332,14 @@ public static class LdmCheckpoint
     public static void Validate(string path)
     {
         CheckFormat(path);
-        if (Checkpoint.IsSafeTensors(path))
-        {
-            SafeTensors.ReadHeader(path);
-            return;
-        }
-        using var ckpt = TorchCheckpoint.Open(path, UnknownGlobals.Opaque);
-        ckpt.TensorEntries(StateDictRoot(ckpt));
+        WeightLoader.TensorHeaders(path, StateDictKey, UnknownGlobals.Opaque);
     }
 
+    /// <summary>The entry of a Lightning / InstructDiffusion checkpoint that holds the weights.</summary>
+    public const string StateDictKey = "state_dict";
+
     private static string? StateDictRoot(TorchCheckpoint ckpt) =>
-        ckpt.Root is PickleDict top && top.ContainsKey("state_dict") ? "state_dict" : null;
+        ckpt.Root is PickleDict top && top.ContainsKey(StateDictKey) ? StateDictKey : null;
 
     private static void CheckFormat(string path)
     {
