@@ -489,12 +489,9 @@ public static class DatasetEvaluation
         MethodItemResult Skip(string why, string? f = null) => new() { Method = method, Skipped = why, File = f, Seed = seed, Report = report };
         if (sourceError is not null) return Skip(sourceError, file);
         if (!File.Exists(file)) return Skip($"output {file} is missing", file);
-        RgbImage target;
-        try { target = RgbImage.Load(file); }
-        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or ArgumentException or InvalidOperationException)
-        { return Skip($"output {file} unreadable: {e.Message}", file); }
+        if (TryLoad(file, out var loadError) is not { } target) return Skip($"output {file} unreadable: {loadError}", file);
         if (target.Width != target.Height && target.Width >= source!.Width && target.Height >= source.Height)
-            target = Crop(target, target.Width - source.Width, target.Height - source.Height, source.Width, source.Height);   // the reference's crop of side-by-side outputs
+            target = target.Crop(target.Width - source.Width, target.Height - source.Height, source.Width, source.Height);   // the reference's crop of side-by-side outputs
         if (target.Width != source!.Width || target.Height != source.Height)
             return Skip($"output {file} is {target.Width}x{target.Height}, the source {source.Width}x{source.Height}", file);
         try
@@ -511,14 +508,6 @@ public static class DatasetEvaluation
             return new MethodItemResult { Method = method, File = file, Seed = seed, Values = values, Report = report };
         }
         catch (ArgumentException e) { return Skip(e.Message, file); }
-    }
-
-    private static RgbImage Crop(RgbImage image, int left, int top, int width, int height)
-    {
-        var r = new RgbImage(width, height);
-        for (int y = 0; y < height; y++)
-            Array.Copy(image.Data, ((top + y) * image.Width + left) * 3, r.Data, y * width * 3, width * 3);
-        return r;
     }
 
     private static MethodSummary Summarise(string method, string folder, IReadOnlyList<MethodItemResult> rs, IReadOnlyList<string> metrics)

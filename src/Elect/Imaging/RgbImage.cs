@@ -45,6 +45,17 @@ public sealed class RgbImage
 
     public RgbImage Clone() => new(Width, Height, (byte[])Data.Clone());
 
+    /// <summary>The <paramref name="width"/> x <paramref name="height"/> region at (<paramref name="left"/>, <paramref name="top"/>), copied.</summary>
+    public RgbImage Crop(int left, int top, int width, int height)
+    {
+        if (left < 0 || top < 0 || width < 0 || height < 0 || left + width > Width || top + height > Height)
+            throw new ArgumentOutOfRangeException(nameof(left), $"crop {width}x{height} at ({left}, {top}) is outside the {Width}x{Height} image");
+        var r = new RgbImage(width, height);
+        for (int y = 0; y < height; y++)
+            Array.Copy(Data, ((top + y) * Width + left) * 3, r.Data, y * width * 3, width * 3);
+        return r;
+    }
+
     /// <summary>An image of one colour.</summary>
     public static RgbImage Solid(int width, int height, byte r, byte g, byte b)
     {

@@ -53,11 +53,7 @@ public static class TorchvisionTransforms
             image = padded;
             if (image.Width == size && image.Height == size) return image;
         }
-        int top = CenterCropOffset(image.Height, size), left = CenterCropOffset(image.Width, size);
-        var r = new RgbImage(size, size);
-        for (int y = 0; y < size; y++)
-            Array.Copy(image.Data, ((top + y) * image.Width + left) * 3, r.Data, y * size * 3, size * 3);
-        return r;
+        return image.Crop(CenterCropOffset(image.Width, size), CenterCropOffset(image.Height, size), size, size);
     }
 
     /// <summary><c>ToTensor()</c> then <c>Normalize(mean, std)</c>: CHW float32, <c>((v / 255f) - mean[c]) / std[c]</c> in single precision.</summary>
